@@ -1,0 +1,118 @@
+"""What the trainer reports, as the operator and `mtm run` read it. Pure: no torch.
+
+Three shapes, all camelCase on the wire like the rest of the API:
+
+* `ProgressEvent`: one JSON line per logged training step, on the trainer's stdout and in
+  `stages/<stage>/progress.jsonl`. `parse_progress_line` turns a log line back into one and
+  ignores anything else a library may print.
+* `StepSummary`: the short result of one trainer step, written to `/dev/termination-log`
+  (Kubernetes keeps at most 4096 bytes of it; `termination_message` trims to fit).
+* `EvalResults`: `eval/results.json`, per task the score, its baseline and whether it qualified.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from .common import StatusModel
+
+# Kubernetes truncates a container's termination message to 4096 bytes.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+class ProgressEvent(StatusModel):
+    event: str = Field("progress", description="Always 'progress': tells these lines apart.")
+    stage: str
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_second: float | None = Field(None, description="Non-padding tokens per second.")
+    non_padding_fraction: float | None = Field(None, ge=0, le=1)
+    percent: float = Field(ge=0, le=100)
+    eta_seconds: float | None = Field(None, ge=0)
+    checkpoint: str | None = Field(None, description="Checkpoint written at this step, if any.")
+
+    def to_line(self) -> str:
+        return json.dumps(self.to_wire(), separators=(",", ":"))
+
+
+def parse_progress_line(line: str) -> ProgressEvent | None:
+    """The progress event on `line`, or None for any other output (warnings, plain logs)."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("event") != "progress":
+        return None
+    try:
+        return ProgressEvent.model_validate(data)
+    except ValidationError:
+        return None
+
+
+class StepSummary(StatusModel):
+    """The termination message of a trainer step: did it work, and the few numbers that matter."""
+
+    step: str = Field(description="prepare, train, evaluate or export.")
+    stage: str | None = Field(None, description="The stage trained, for train.")
+    ok: bool
+    message: str = Field(description="One sentence for people: what was done or what failed.")
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="Small step-specific numbers, e.g. per-task scores."
+    )
+
+
+def termination_message(summary: StepSummary) -> str:
+    """`summary` as JSON of at most 4096 bytes: details go first, then the message is cut."""
+    text = json.dumps(summary.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+        return text
+    trimmed = summary.model_copy(update={"details": {"truncated": True}})
+    text = json.dumps(trimmed.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    excess = len(text.encode()) - TERMINATION_MESSAGE_LIMIT
+    if excess > 0:
+        # Cut the message by bytes, leaving room for the ellipsis; errors="ignore" drops a
+        # multi-byte character split in half rather than writing invalid UTF-8.
+        raw = summary.message.encode()[: max(0, len(summary.message.encode()) - excess - 8)]
+        trimmed = trimmed.model_copy(update={"message": raw.decode(errors="ignore") + "..."})
+        text = json.dumps(trimmed.to_wire(), separators=(",", ":"), ensure_ascii=False)
+    return text
+
+
+class TaskResult(StatusModel):
+    name: str
+    type: str
+    included: bool = Field(description="Whether the unified model serves the task.")
+    metric: str
+    score: float | None = Field(None, description="The unified model's score, in [0, 1].")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Every metric computed for the task, in [0, 1]."
+    )
+    baseline: float | None = None
+    baseline_source: str = Field(
+        description="spec (baseline.score), trained (a single-task baseline run) or none."
+    )
+    ratio: float | None = Field(None, description="score / baseline.")
+    qualified: bool
+    examples: int = Field(ge=0, description="Evaluation examples scored.")
+    stage: str | None = Field(None, description="The stage whose model was evaluated.")
+    reason: str | None = Field(None, description="Why the task is out or did not qualify.")
+
+
+class EvalResults(StatusModel):
+    qualify_threshold: float
+    tasks: list[TaskResult]
+
+    def task(self, name: str) -> TaskResult:
+        return next(t for t in self.tasks if t.name == name)
+
+    @property
+    def qualified(self) -> list[str]:
+        return [t.name for t in self.tasks if t.qualified]

@@ -1,0 +1,110 @@
+"""`MultiTaskModel.status`: what the operator (or `mtm run`) observed. Written, never read from users.
+
+The plan models are shared with the planner: `status.plan` is exactly the planner's output.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .common import Phase, StatusModel
+
+
+class Condition(StatusModel):
+    """The standard metav1.Condition shape."""
+
+    type: str = Field(description="Ready, Trained, Evaluated or Deployed.")
+    status: str = Field(pattern=r"^(True|False|Unknown)$")
+    reason: str = Field(description="CamelCase reason, e.g. Training, JobFailed.")
+    message: str = Field("", description="What happened, for people.")
+    last_transition_time: str | None = Field(None, description="RFC 3339 time.")
+    observed_generation: int | None = None
+
+
+class Progress(StatusModel):
+    stage: str | None = Field(None, description="The step running now, e.g. stage2.")
+    percent: float | None = Field(None, ge=0, le=100)
+    eta_seconds: float | None = Field(None, ge=0)
+    step: int | None = None
+    total_steps: int | None = None
+    loss: float | None = None
+
+
+class TaskPlan(StatusModel):
+    """One task as the planner sees it."""
+
+    name: str
+    type: str
+    taxonomy: str | None = Field(None, description="Binary, ordinal or multiclass (declared or inferred).")
+    group: str = Field(description="The filtering group the task falls in.")
+    included: bool = Field(description="Whether the unified model serves the task.")
+    reason: str = Field(description="Why the task is in or out.")
+    high_resource: bool = False
+    examples: int = Field(ge=0, description="Training examples (after the eval split).")
+
+
+class StagePlan(StatusModel):
+    name: str = Field(description="stage1, stage2 (suffixed -GROUP with all-as-adapters) or baseline-TASK.")
+    kind: str = Field(description="stage1, stage2 or baseline.")
+    group: str | None = Field(None, description="The adapter group a stage trains.")
+    tasks: list[str]
+    weights: dict[str, float] = Field(description="Sampling probability per task; sums to 1.")
+    epochs: float
+    epoch_examples: int = Field(description="Examples in one epoch of this stage's mixture.")
+    steps: int = Field(description="Optimizer steps: ceil(epochs x epochExamples / batchSize), capped by maxSteps.")
+    expected_passes: dict[str, float] = Field(
+        description="Expected passes over each task's data: steps x batchSize x weight / examples."
+    )
+    init_from: str | None = Field(None, description="The stage whose weights this one starts from.")
+
+
+class SkippedStage(StatusModel):
+    name: str
+    reason: str
+
+
+class Plan(StatusModel):
+    groups: list[str] = Field(description="Groups kept for the unified model.")
+    tasks: list[TaskPlan]
+    stages: list[StagePlan] = Field(description="Stages to run, in order.")
+    skipped: list[SkippedStage] = Field(default_factory=list)
+    batch_size: int
+
+
+class TaskStatus(StatusModel):
+    name: str
+    group: str | None = None
+    included: bool | None = None
+    reason: str | None = None
+    high_resource: bool | None = None
+    examples: int | None = None
+    score: float | None = None
+    baseline: float | None = None
+    qualified: bool | None = None
+    served_by: str | None = Field(None, description="unified, its own service, or none yet.")
+
+
+class ServingStatus(StatusModel):
+    endpoint: str | None = Field(None, description="The gateway's in-cluster URL.")
+    revision: str | None = Field(None, description="Training revision being served.")
+    gpus_before: int | None = Field(None, description="GPUs behind the per-task services before.")
+    gpus_after: int | None = Field(None, description="GPUs of the unified deployment plus the services left.")
+    cost_reduction: float | None = Field(None, description="1 - gpusAfter / gpusBefore.")
+    cost_saving: str | None = Field(None, description="costReduction as a percentage, for kubectl get.")
+
+
+class MultiTaskModelStatus(StatusModel):
+    phase: Phase = Field(Phase.PENDING, description="Where the model is in its lifecycle.")
+    message: str | None = Field(None, description="The latest event or failure, for people.")
+    observed_generation: int | None = None
+    revision: str | None = Field(None, description="Hash of the training-relevant spec fields.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    progress: Progress | None = None
+    plan: Plan | None = None
+    tasks: list[TaskStatus] = Field(default_factory=list)
+    task_count: int | None = Field(None, description="Tasks in the spec.")
+    qualified_count: int | None = Field(None, description="Tasks that qualified.")
+    serving: ServingStatus | None = None

@@ -1,0 +1,46 @@
+"""`mtm`: the multitask-operator command line.
+
+    mtm validate FILE...        check MultiTaskModel files (and their local data)
+    mtm plan FILE               show the recipe's plan: filtering, stages, mixtures
+    mtm crd                     print the generated CustomResourceDefinition
+
+Each command lives in its own module; heavy imports (torch, kopf, aiohttp) happen inside the
+command so that `mtm validate` stays fast and works with only the core dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from .. import __version__
+
+# (module, attribute) of every subcommand; a module is imported only when its command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("multitask_operator.cli.validate_cmd", "validate"),
+    "plan": ("multitask_operator.cli.plan_cmd", "plan"),
+    "crd": ("multitask_operator.cli.crd_cmd", "crd"),
+    "tiny-model": ("multitask_operator.cli.tiny_model_cmd", "tiny_model"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="mtm")
+def cli() -> None:
+    """Train one multi-task LLM for many NLP tasks, serve it, and cut the tasks over."""
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,57 @@
+"""Operator configuration: defaults for what the operator launches, read from the environment.
+
+The Helm chart sets these variables on the operator Deployment (values.yaml documents each);
+`mtm operator` reads them once at start-up. A spec field, where one exists (e.g.
+`spec.serving.image`), wins over the default here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+
+# Pinned tags, never `latest`: a rollout must be reproducible.
+DEFAULT_TRAINER_IMAGE = "ghcr.io/multitask-operator/trainer:0.1.0"
+DEFAULT_GATEWAY_IMAGE = "ghcr.io/multitask-operator/operator:0.1.0"
+DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.6"
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+
+
+def _env_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    trainer_image: str = DEFAULT_TRAINER_IMAGE
+    gateway_image: str = DEFAULT_GATEWAY_IMAGE
+    tgi_image: str = DEFAULT_TGI_IMAGE
+    vllm_image: str = DEFAULT_VLLM_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+    # Workspace PVC the operator creates when spec.training.workspace.claimName is not set.
+    workspace_storage_class: str | None = None
+    workspace_access_mode: str = "ReadWriteOnce"
+    # Namespaces to watch; empty means the whole cluster.
+    watch_namespaces: list[str] = field(default_factory=list)
+
+    ENV = {
+        "trainer_image": "MTM_TRAINER_IMAGE",
+        "gateway_image": "MTM_GATEWAY_IMAGE",
+        "tgi_image": "MTM_TGI_IMAGE",
+        "vllm_image": "MTM_VLLM_IMAGE",
+        "image_pull_policy": "MTM_IMAGE_PULL_POLICY",
+        "workspace_storage_class": "MTM_WORKSPACE_STORAGE_CLASS",
+        "workspace_access_mode": "MTM_WORKSPACE_ACCESS_MODE",
+        "watch_namespaces": "MTM_WATCH_NAMESPACES",
+    }
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(cls.ENV[f.name])
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _env_list(raw) if f.name == "watch_namespaces" else raw
+        return cls(**values)
