@@ -1,0 +1,62 @@
+"""Errors the gateway answers with, in TGI's `{"error", "error_type"}` shape.
+
+Clients written for TGI (and huggingface_hub's client, which maps error_type to an exception
+class) keep working: validation problems are 422 `validation`, a full task is 429 `overloaded`,
+as TGI itself answers. Upstream trouble gets its own types so that people can tell the gateway
+from the inference server: 502 `upstream` (it answered badly), 503 `upstream_unavailable`
+(unreachable), 504 `upstream_timeout` (no byte within limits.timeoutSeconds).
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+
+class GatewayError(Exception):
+    def __init__(self, status: int, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.message, "error_type": self.error_type}
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.status)
+
+    def sse(self) -> bytes:
+        """The error as a server-sent event, for failures after a stream has started."""
+        return b"data:" + json.dumps(self.body()).encode() + b"\n\n"
+
+
+def validation(message: str) -> GatewayError:
+    return GatewayError(422, message, "validation")
+
+
+def not_found(message: str) -> GatewayError:
+    return GatewayError(404, message, "not_found")
+
+
+def unavailable(message: str) -> GatewayError:
+    return GatewayError(503, message, "upstream_unavailable")
+
+
+def timeout(message: str) -> GatewayError:
+    return GatewayError(504, message, "upstream_timeout")
+
+
+def bad_upstream(message: str) -> GatewayError:
+    return GatewayError(502, message, "upstream")
+
+
+def from_upstream_status(status: int, message: str, error_type: str | None) -> GatewayError:
+    """An error the inference server answered with: a client mistake (4xx) keeps its status and
+    type; a server failure becomes 502, or 503 when the server says it is not ready."""
+    if 400 <= status < 500:
+        return GatewayError(status, message, error_type or "validation")
+    if status == 503:
+        return unavailable(f"the inference server is not ready: {message}")
+    return bad_upstream(f"the inference server failed (HTTP {status}): {message}")

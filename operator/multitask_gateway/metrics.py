@@ -1,0 +1,44 @@
+"""Prometheus metrics of the gateway, per task, on `/metrics`.
+
+A registry per app (not the global default one) so that several gateways can live in one
+process, as they do in tests and in the benchmark. Label values are bounded: the task label is
+a configured task name or "none", never a name a client made up.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+NO_TASK = "none"
+# From a 1 ms classification up to a long generation; the gateway's timeout is 120 s by default.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+                   60, 120)
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "mtm_gateway_requests", "Requests answered, by task, endpoint and HTTP status.",
+            ["task", "endpoint", "code"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mtm_gateway_request_duration_seconds",
+            "Time from request to the last byte of the answer, by task and endpoint.",
+            ["task", "endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.errors = Counter(
+            "mtm_gateway_errors", "Requests that failed, by task and error_type.",
+            ["task", "error_type"], registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "mtm_gateway_in_flight_requests", "Requests being answered now, by task.",
+            ["task"], registry=self.registry,
+        )
+
+    def observe(self, task: str, endpoint: str, code: int, seconds: float) -> None:
+        self.requests.labels(task, endpoint, str(code)).inc()
+        self.latency.labels(task, endpoint).observe(seconds)
+
+    def error(self, task: str, error_type: str) -> None:
+        self.errors.labels(task, error_type).inc()

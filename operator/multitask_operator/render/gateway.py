@@ -1,0 +1,211 @@
+"""The per-task gateway: ConfigMap (task table), Deployment, Service and PodDisruptionBudget.
+
+    from multitask_operator.render import gateway
+    cm = gateway.render_gateway_configmap(name, ns, uid, spec, revision, tasks, prompt_format)
+
+Pure: spec in, plain dicts out. The ConfigMap holds `gateway.json` in the format that
+`multitask_gateway.config.parse_config` reads; the pod template carries a hash of it, so that
+a changed task table rolls the gateway pods (a mounted ConfigMap alone would update the file
+but not the running process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ..api.spec import MultiTaskModelSpec
+from ..config import OperatorConfig
+from ..prompting import PromptFormat
+from . import naming
+from .meta import REVISION_ANNOTATION, http_probe, labels, object_meta, selector_labels
+from .serving import inference_url, token_limits
+from .tasks import RoutedTask
+
+COMPONENT = "gateway"
+PORT = 8080
+CONFIG_KEY = "gateway.json"
+CONFIG_DIR = "/etc/mtm-gateway"
+CONFIG_HASH_ANNOTATION = "multitask.ai/gateway-config-hash"
+# Two replicas so that the PodDisruptionBudget (minAvailable 1) lets a node drain without
+# cutting off the tasks whose Services now point here.
+REPLICAS = 2
+GATEWAY_UID = 65532  # the conventional "nonroot" user of distroless-style images
+DEFAULT_CONCURRENCY_PER_TASK = 64
+
+
+def gateway_config(
+    name: str,
+    spec: MultiTaskModelSpec,
+    revision: str,
+    tasks: list[RoutedTask],
+    prompt_format: PromptFormat | dict[str, Any],
+) -> dict[str, Any]:
+    """The gateway's task table and limits, as `multitask_gateway.config` reads them."""
+    if not tasks:
+        raise ValueError("the gateway needs at least one task to route")
+    if isinstance(prompt_format, PromptFormat):
+        fmt = {"prefix": prompt_format.prefix, "suffix": prompt_format.suffix,
+               "source": prompt_format.source}
+    else:
+        fmt = {k: prompt_format[k] for k in ("prefix", "suffix", "source") if k in prompt_format}
+    max_input, max_total = token_limits(spec)
+    generation_budget = max_total - max_input
+    return {
+        "model": name,
+        "revision": revision,
+        "servedModelName": name,
+        "promptFormat": fmt,
+        "limits": {
+            # A prompt of maxInputTokens is at most ~4 bytes per token of UTF-8 plus JSON
+            # escaping; 8 bytes per token leaves room and still bounds what a client can send.
+            "maxBodyBytes": max(1 << 16, 8 * max_input),
+            "maxNewTokens": generation_budget,
+            "defaultMaxNewTokens": min(256, generation_budget),
+            "maxConcurrencyPerTask": DEFAULT_CONCURRENCY_PER_TASK,
+            "timeoutSeconds": 120,
+        },
+        "tasks": [t.to_config() for t in tasks],
+    }
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def render_gateway_configmap(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: MultiTaskModelSpec,
+    revision: str,
+    tasks: list[RoutedTask],
+    prompt_format: PromptFormat | dict[str, Any],
+) -> dict[str, Any]:
+    config = gateway_config(name, spec, revision, tasks, prompt_format)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": object_meta(naming.gateway_config_name(name), namespace, name, uid, COMPONENT),
+        "data": {CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False)},
+    }
+
+
+def render_gateway_deployment(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: MultiTaskModelSpec,
+    revision: str,
+    configmap: dict[str, Any],
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The gateway Deployment; `configmap` is what render_gateway_configmap returned."""
+    config_json = json.loads(configmap["data"][CONFIG_KEY])
+    container = {
+        "name": "gateway",
+        "image": config.gateway_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": [
+            "mtm", "gateway",
+            "--config", f"{CONFIG_DIR}/{CONFIG_KEY}",
+            "--upstream", inference_url(name, namespace),
+            "--engine", str(spec.serving.engine),
+            "--port", str(PORT),
+        ],
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        # Probes check the gateway itself: while the inference server is down the gateway
+        # should stay up and answer 503 with the reason, not vanish from its Service.
+        "readinessProbe": http_probe("/readyz", period=5, failures=3, timeout=2),
+        "livenessProbe": http_probe("/livez", period=10, failures=3, timeout=2),
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_annotations = {
+        REVISION_ANNOTATION: revision,
+        CONFIG_HASH_ANNOTATION: config_hash(config_json),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(
+            naming.gateway_name(name), namespace, name, uid, COMPONENT,
+            annotations={REVISION_ANNOTATION: revision},
+        ),
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": selector_labels(name, COMPONENT)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {"labels": labels(name, COMPONENT), "annotations": pod_annotations},
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": GATEWAY_UID,
+                        "runAsGroup": GATEWAY_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "automountServiceAccountToken": False,  # it never calls the API server
+                    "containers": [container],
+                    "terminationGracePeriodSeconds": 30,
+                    "volumes": [
+                        {
+                            "name": "config",
+                            "configMap": {"name": configmap["metadata"]["name"]},
+                        },
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def render_gateway_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(naming.gateway_name(name), namespace, name, uid, COMPONENT),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(name, COMPONENT),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def render_gateway_pdb(name: str, namespace: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": object_meta(naming.gateway_name(name), namespace, name, uid, COMPONENT),
+        "spec": {
+            "minAvailable": 1,
+            "selector": {"matchLabels": selector_labels(name, COMPONENT)},
+        },
+    }
+
+
+def gateway_url(name: str, namespace: str) -> str:
+    """In-cluster URL of the gateway (status.serving.endpoint)."""
+    return f"http://{naming.gateway_name(name)}.{namespace}.svc"

@@ -1,0 +1,227 @@
+"""The inference Deployment and Service: TGI (default) or vLLM serving the exported model.
+
+    from multitask_operator.render import serving
+    objs = [serving.render_inference_deployment(...), serving.render_inference_service(...)]
+
+Pure: spec in, plain dicts out. The model is read from the workspace PVC, mounted read-only at
+/workspace: `revisions/<rev>/export/` holds a merged model, or `base/` plus `adapters/<group>/`
+when recipe.keep is all-as-adapters (one LoRA adapter per task group, picked per request by the
+gateway).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.common import Engine
+from ..api.spec import MultiTaskModelSpec
+from ..config import OperatorConfig
+from . import naming
+from .meta import REVISION_ANNOTATION, http_probe, labels, object_meta, selector_labels
+from .tasks import RoutedTask, adapter_groups
+
+COMPONENT = "inference"
+PORT = 8080  # above 1024, so that the engine can bind it without root
+WORKSPACE_MOUNT = "/workspace"
+SHM_SIZE = "1Gi"  # NCCL and the engines' shared-memory queues; Docker's 64Mi default is too small
+# vLLM only accepts these LoRA ranks for --max-lora-rank; the trained r is rounded up to one.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+ENGINE_UID = 1000
+
+
+def token_limits(spec: MultiTaskModelSpec) -> tuple[int, int]:
+    """(max input tokens, max total tokens), with the defaults documented on the spec fields."""
+    max_input = spec.serving.max_input_tokens or spec.training.max_seq_length
+    max_total = spec.serving.max_total_tokens or max_input + 512
+    if max_total <= max_input:
+        raise ValueError(
+            f"spec.serving.maxTotalTokens ({max_total}) must be greater than maxInputTokens "
+            f"({max_input}): the difference is what the model may generate"
+        )
+    return max_input, max_total
+
+
+def model_paths(revision: str, groups: list[str]) -> tuple[str, dict[str, str]]:
+    """Path of the model the engine loads and of each adapter, inside the container."""
+    export = f"{WORKSPACE_MOUNT}/{naming.export_dir(revision)}"
+    if not groups:
+        return export, {}
+    return f"{export}/base", {g: f"{export}/adapters/{g}" for g in groups}
+
+
+def _tgi_container(
+    spec: MultiTaskModelSpec, model: str, adapters: dict[str, str], image: str
+) -> dict[str, Any]:
+    max_input, max_total = token_limits(spec)
+    args = [
+        "--model-id", model,
+        "--hostname", "0.0.0.0",
+        "--port", str(PORT),
+        "--max-input-tokens", str(max_input),
+        "--max-total-tokens", str(max_total),
+    ]
+    if spec.serving.resources.gpus > 1:
+        args += ["--num-shard", str(spec.serving.resources.gpus)]
+    env = [
+        {"name": "HF_HUB_OFFLINE", "value": "1"},  # the model is on the volume; never download
+        {"name": "HF_HOME", "value": "/data"},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    if adapters:
+        # TGI's `name=path` form: requests pick an adapter with parameters.adapter_id = name.
+        value = ",".join(f"{group}={path}" for group, path in sorted(adapters.items()))
+        env.append({"name": "LORA_ADAPTERS", "value": value})
+    return {"name": "tgi", "image": image, "args": args, "env": env}
+
+
+def _vllm_container(
+    name: str, spec: MultiTaskModelSpec, model: str, adapters: dict[str, str], image: str
+) -> dict[str, Any]:
+    _, max_total = token_limits(spec)
+    command = [
+        "vllm", "serve", model,
+        # The gateway addresses the merged model by the MultiTaskModel's name.
+        "--served-model-name", name,
+        "--host", "0.0.0.0",
+        "--port", str(PORT),
+        "--max-model-len", str(max_total),
+        "--tensor-parallel-size", str(max(1, spec.serving.resources.gpus)),
+    ]
+    if adapters:
+        rank = next((r for r in VLLM_LORA_RANKS if r >= spec.training.lora.r), None)
+        if rank is None:
+            raise ValueError(
+                f"spec.training.lora.r is {spec.training.lora.r}; vLLM serves LoRA ranks up to "
+                f"{VLLM_LORA_RANKS[-1]}"
+            )
+        command += ["--enable-lora", "--max-lora-rank", str(rank)]
+        command += ["--max-loras", str(len(adapters))]
+        command += ["--lora-modules", *(f"{g}={p}" for g, p in sorted(adapters.items()))]
+    env = [
+        {"name": "HF_HUB_OFFLINE", "value": "1"},
+        {"name": "HF_HOME", "value": "/data"},
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+    return {"name": "vllm", "image": image, "command": command, "env": env}
+
+
+def _resources(spec: MultiTaskModelSpec) -> dict[str, Any]:
+    amounts: dict[str, str] = {}
+    if spec.serving.resources.gpus:
+        amounts["nvidia.com/gpu"] = str(spec.serving.resources.gpus)
+    if spec.serving.resources.memory:
+        amounts["memory"] = spec.serving.resources.memory
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def render_inference_deployment(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: MultiTaskModelSpec,
+    revision: str,
+    tasks: list[RoutedTask],
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The Deployment running TGI or vLLM on the export of `revision`."""
+    groups = adapter_groups(spec, tasks)
+    model, adapters = model_paths(revision, groups)
+    if spec.serving.engine == Engine.VLLM:
+        image = spec.serving.image or config.vllm_image
+        container = _vllm_container(name, spec, model, adapters, image)
+    else:
+        container = _tgi_container(spec, model, adapters, spec.serving.image or config.tgi_image)
+    container.update(
+        imagePullPolicy=config.image_pull_policy,
+        ports=[{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        # Loading weights onto the GPU can take many minutes for large models: the startup probe
+        # allows 30 (180 x 10 s) before liveness starts counting.
+        startupProbe=http_probe("/health", period=10, failures=180),
+        readinessProbe=http_probe("/health", period=10, failures=3),
+        livenessProbe=http_probe("/health", period=30, failures=3, timeout=10),
+        resources=_resources(spec),
+        volumeMounts=[
+            {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "readOnly": True},
+            {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "data", "mountPath": "/data"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        securityContext={
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    )
+    pod_spec: dict[str, Any] = {
+        # Both images run as root by default but work as any user once HOME, HF_HOME and /tmp
+        # are writable, which the emptyDirs below provide.
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": ENGINE_UID,
+            "runAsGroup": ENGINE_UID,
+            "fsGroup": ENGINE_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "terminationGracePeriodSeconds": 60,  # lets in-flight generations finish
+        "volumes": [
+            {
+                "name": "workspace",
+                "persistentVolumeClaim": {
+                    "claimName": naming.workspace_claim(name, spec),
+                    "readOnly": True,
+                },
+            },
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+            {"name": "data", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(name, COMPONENT)},
+        # Keep every old replica serving until a new one is ready; this needs room (GPUs) for
+        # one extra replica during a rollout.
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {
+            "metadata": {
+                "labels": labels(name, COMPONENT),
+                "annotations": {REVISION_ANNOTATION: revision},
+            },
+            "spec": pod_spec,
+        },
+    }
+    # With autoscaling the HorizontalPodAutoscaler owns the replica count; writing it here
+    # would reset the HPA's choice on every reconcile.
+    if spec.serving.autoscaling is None:
+        deployment_spec["replicas"] = spec.serving.replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(
+            naming.inference_name(name), namespace, name, uid, COMPONENT,
+            annotations={REVISION_ANNOTATION: revision},
+        ),
+        "spec": deployment_spec,
+    }
+
+
+def render_inference_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
+    """ClusterIP Service in front of the inference pods; the gateway is its only client."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(naming.inference_name(name), namespace, name, uid, COMPONENT),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(name, COMPONENT),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def inference_url(name: str, namespace: str) -> str:
+    """In-cluster URL of the inference Service (what the gateway calls)."""
+    return f"http://{naming.inference_name(name)}.{namespace}.svc:80"
