@@ -17,6 +17,7 @@ import click
 from ..api.status import Plan
 from ..loader import Document, Problem, check_data, load_file
 from ..planner import PlanError, build_plan
+from ..tables import render_plan_table
 
 
 def _parse_examples(values: tuple[str, ...]) -> dict[str, int]:
@@ -49,48 +50,6 @@ def _plan_document(doc: Document, overrides: dict[str, int]) -> tuple[Plan | Non
         return None, [f"{doc.file}: {err}"]
 
 
-def render_table(plan: Plan, title: str) -> None:
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
-    # Piped output (CI logs, files) gets a fixed width instead of rich's 80-column default.
-    console = Console(width=None if sys.stdout.isatty() else 140)
-    stages = [s for s in plan.stages if s.kind != "baseline"]
-    table = Table(title=title, title_justify="left")
-    for column in ("task", "kind", "group", "included", "high-res", "examples"):
-        table.add_column(column, justify="right" if column == "examples" else "left")
-    for stage in stages:
-        table.add_column(f"{stage.name}: p (passes)", justify="right")
-    for task in plan.tasks:
-        row = [task.name, task.taxonomy or task.type, task.group,
-               "yes" if task.included else "no", "yes" if task.high_resource else "",
-               str(task.examples)]
-        for stage in stages:
-            weight = stage.weights.get(task.name)
-            passes = stage.expected_passes.get(task.name, 0.0)
-            row.append("" if weight is None else f"{weight:.3f} ({passes:.2f})")
-        table.add_row(*row)
-    console.print(table)
-
-    steps = Table(title="stages", title_justify="left")
-    for column in ("stage", "tasks", "epochs", "epoch examples", "steps", "starts from"):
-        steps.add_column(column)
-    for stage in plan.stages:
-        steps.add_row(stage.name, ", ".join(stage.tasks), f"{stage.epochs:g}",
-                      str(stage.epoch_examples), str(stage.steps), stage.init_from or "base model")
-    console.print(steps)
-    for skipped in plan.skipped:
-        console.print(f"skipped {skipped.name}: {skipped.reason}")
-    for task in plan.tasks:
-        if not task.included:
-            console.print(f"{task.name}: {task.reason}")
-        elif "cannot qualify" in task.reason:
-            console.print(f"{task.name}: {task.reason.split('; ', 1)[1]}")
-    console.print(f"batch size {plan.batch_size}; {sum(s.steps for s in plan.stages)} steps in all")
-
-
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
@@ -119,5 +78,5 @@ def plan(file: str, output: str, examples: tuple[str, ...]) -> None:
         click.echo(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     else:
         for doc, planned in plans:
-            render_table(planned, f"MultiTaskModel {doc.model.metadata.name} ({doc.file})")
+            render_plan_table(planned, f"MultiTaskModel {doc.model.metadata.name} ({doc.file})")
     raise SystemExit(1 if failed else 0)

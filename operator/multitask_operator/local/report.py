@@ -1,0 +1,141 @@
+"""The report of a local run: WORKSPACE/report/{results.json, report.md, *.png}.
+
+results.json per task: included or why not, score, baseline, ratio, qualified; the plan; the
+training curves' end points; serving cost before and after. report.md says the same for people
+and embeds the plots (see `plots`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..api.results import EvalResults, ProgressEvent, parse_progress_line
+from ..api.spec import MultiTaskModelSpec
+from ..api.status import Plan
+from ..cost import ServingCost, serving_cost
+from ..workspace import Workspace, write_json_atomic
+
+
+@dataclass
+class RunFacts:
+    name: str
+    spec: MultiTaskModelSpec
+    plan: Plan
+    results: EvalResults
+    curves: dict[str, list[ProgressEvent]]  # stage -> progress events
+    cost: ServingCost
+
+
+def read_curves(ws: Workspace, plan: Plan) -> dict[str, list[ProgressEvent]]:
+    curves = {}
+    for stage in plan.stages:
+        path = ws.progress_file(stage.name)
+        if not path.is_file():
+            continue
+        events = [parse_progress_line(line) for line in path.read_text().splitlines()]
+        # A resumed stage logs some steps twice: keep the last event of each step.
+        by_step = {e.step: e for e in events if e is not None}
+        curves[stage.name] = [by_step[s] for s in sorted(by_step)]
+    return curves
+
+
+def gather(ws: Workspace, name: str) -> RunFacts:
+    spec = MultiTaskModelSpec.model_validate(json.loads(ws.spec_file.read_text()))
+    plan = Plan.model_validate(json.loads(ws.plan_file.read_text()))
+    results = EvalResults.model_validate(json.loads(ws.eval_results_file.read_text()))
+    cost = serving_cost(spec, results.qualified)
+    return RunFacts(name, spec, plan, results, read_curves(ws, plan), cost)
+
+
+def results_json(facts: RunFacts) -> dict[str, Any]:
+    planned = {t.name: t for t in facts.plan.tasks}
+    tasks = []
+    for result in facts.results.tasks:
+        plan_task = planned[result.name]
+        tasks.append({
+            "name": result.name, "type": result.type, "group": plan_task.group,
+            "included": result.included,
+            "reason": result.reason or plan_task.reason,
+            "highResource": plan_task.high_resource, "examples": plan_task.examples,
+            "metric": result.metric, "score": result.score, "baseline": result.baseline,
+            "baselineSource": result.baseline_source, "ratio": result.ratio,
+            "qualified": result.qualified,
+        })
+    training = []
+    for stage in facts.plan.stages:
+        events = facts.curves.get(stage.name, [])
+        last = events[-1] if events else None
+        training.append({
+            "stage": stage.name, "steps": stage.steps,
+            "finalLoss": last.loss if last else None,
+            "firstLoss": events[0].loss if events else None,
+            "tokensPerSecond": last.tokens_per_second if last else None,
+        })
+    return {
+        "model": facts.name,
+        "qualifyThreshold": facts.results.qualify_threshold,
+        "tasks": tasks,
+        "qualified": facts.results.qualified,
+        "plan": facts.plan.to_wire(),
+        "training": training,
+        "serving": {
+            "gpusBefore": facts.cost.gpus_before, "gpusAfter": facts.cost.gpus_after,
+            "costReduction": round(facts.cost.reduction, 4), "costSaving": facts.cost.saving,
+        },
+    }
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(data: dict[str, Any], plots: list[str]) -> str:
+    lines = [f"# Multi-task run: {data['model']}", ""]
+    serving = data["serving"]
+    lines += [
+        f"{len(data['qualified'])} of {len(data['tasks'])} tasks qualified for the unified model "
+        f"(score >= {data['qualifyThreshold']} x baseline). Serving GPUs: "
+        f"{serving['gpusBefore']} before, {serving['gpusAfter']} after "
+        f"({serving['costSaving']} saved).", "",
+        "| task | type | included | metric | score | baseline | ratio | qualified |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for t in data["tasks"]:
+        lines.append(
+            f"| {t['name']} | {t['type']} | {'yes' if t['included'] else 'no'} | {t['metric']} | "
+            f"{_fmt(t['score'])} | {_fmt(t['baseline'])} ({t['baselineSource']}) | "
+            f"{_fmt(t['ratio'])} | {'yes' if t['qualified'] else 'no'} |")
+    out = [t for t in data["tasks"] if not t["qualified"]]
+    if out:
+        lines += ["", "Not moved to the unified model:", ""]
+        lines += [f"- **{t['name']}**: {t['reason']}" for t in out]
+    lines += ["", "## Training", "", "| stage | steps | first loss | final loss | tokens/s |",
+              "|---|---|---|---|---|"]
+    for s in data["training"]:
+        lines.append(f"| {s['stage']} | {s['steps']} | {_fmt(s['firstLoss'])} | "
+                     f"{_fmt(s['finalLoss'])} | {_fmt(s['tokensPerSecond'], 0)} |")
+    lines += ["", "## Mixtures", ""]
+    for stage in data["plan"]["stages"]:
+        weights = ", ".join(f"{k} {v:.3f}" for k, v in stage["weights"].items())
+        lines.append(f"- {stage['name']} ({stage['steps']} steps): {weights}")
+    for skipped in data["plan"].get("skipped", []):
+        lines.append(f"- {skipped['name']}: skipped; {skipped['reason']}")
+    lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(ws: Workspace, name: str) -> tuple[dict[str, Any], Path]:
+    """Write WORKSPACE/report/ and return results.json's content and the folder."""
+    from .plots import write_plots
+
+    facts = gather(ws, name)
+    data = results_json(facts)
+    folder = ws.report_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(facts, folder)
+    write_json_atomic(folder / "results.json", data)
+    (folder / "report.md").write_text(markdown(data, plots), encoding="utf-8")
+    return data, folder

@@ -1,0 +1,138 @@
+"""`mtm run` end to end on a reduced example: report, plots, resume after Ctrl-C, refusal of a
+workspace made for another spec. Real trainer processes on a tiny model (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from multitask_trainer.tiny_model import make_tiny_model
+
+pytestmark = pytest.mark.slow
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _jsonl(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in rows))
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory) -> Path:
+    """Three tasks (two classification, one generation) and a tiny model, a few steps each."""
+    root = tmp_path_factory.mktemp("example")
+    words = ["refund please", "where is my parcel", "cancel it", "log in fails"]
+    labels = ["refund", "shipping", "cancel", "account"]
+    _jsonl(root / "intent.jsonl", [(f"{words[i % 4]} {i}", labels[i % 4]) for i in range(48)])
+    _jsonl(root / "mood.jsonl", [(f"{'great' if i % 2 else 'awful'} day {i}",
+                                  "positive" if i % 2 else "negative") for i in range(24)])
+    _jsonl(root / "echo.jsonl", [(f"say {i}", f"{i}") for i in range(16)])
+    make_tiny_model(root / "model", corpus=[root / "intent.jsonl"], vocab_size=300, hidden=32)
+    spec = {
+        "apiVersion": "multitask.ai/v1alpha1", "kind": "MultiTaskModel",
+        "metadata": {"name": "reduced"},
+        "spec": {
+            "baseModel": {"path": "model"},
+            "tasks": [
+                {"name": "intent", "type": "classification", "instruction": "Intent?",
+                 "data": {"train": "intent.jsonl"}, "baseline": {"score": 0.5}},
+                {"name": "mood", "type": "classification", "instruction": "Mood?",
+                 "data": {"train": "mood.jsonl"}, "baseline": {"score": 0.5}},
+                {"name": "echo", "type": "generation", "instruction": "Echo.",
+                 "data": {"train": "echo.jsonl"}, "baseline": {"score": 0.1}},
+            ],
+            "recipe": {"highResourceThreshold": 40},
+            "training": {"method": "full", "learningRate": 3e-3, "batchSize": 8, "maxSteps": 4,
+                         "checkpointEvery": 2, "maxSeqLength": 64},
+            "serving": {"resources": {"gpus": 1}},
+        },
+    }
+    (root / "model.yaml").write_text(yaml.safe_dump(spec))
+    return root / "model.yaml"
+
+
+def mtm(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "multitask_operator.cli", *args],
+                          capture_output=True, text=True, check=False, timeout=600, **kwargs)
+
+
+def test_run_writes_the_report(example, tmp_path):
+    ws = tmp_path / "ws"
+    done = mtm("run", str(example), "--workspace", str(ws))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "serving GPUs: 3 before" in done.stdout
+    report = json.loads((ws / "report" / "results.json").read_text())
+    tasks = {t["name"]: t for t in report["tasks"]}
+    assert set(tasks) == {"intent", "mood", "echo"}
+    assert tasks["echo"]["included"] is False and "filtered out" in tasks["echo"]["reason"]
+    for name in ("intent", "mood"):
+        t = tasks[name]
+        assert t["included"] and t["score"] is not None and t["baseline"] == 0.5
+        assert t["ratio"] == pytest.approx(t["score"] / 0.5)
+        assert t["qualified"] == (t["score"] >= 0.99 * 0.5)
+    assert [s["stage"] for s in report["training"]] == ["stage1", "stage2"]
+    assert all(s["finalLoss"] is not None for s in report["training"])
+    serving = report["serving"]
+    assert serving["gpusBefore"] == 3
+    moved = len(report["qualified"])
+    assert serving["gpusAfter"] == (3 if moved == 0 else 1 + 3 - moved)
+    for name in ("mixtures.png", "loss.png", "scores.png", "gpus.png"):
+        data = (ws / "report" / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 2000, name
+    assert "![scores.png](scores.png)" in (ws / "report" / "report.md").read_text()
+
+    # A rerun finds everything finished and only rewrites the report.
+    again = mtm("run", str(example), "--workspace", str(ws))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already finished") == 4  # stage1, stage2, evaluate, export
+
+    # The same workspace with a different spec is refused, not mixed.
+    changed = example.with_name("changed.yaml")
+    text = example.read_text().replace("Intent?", "What is the intent?")
+    changed.write_text(text)
+    refused = mtm("run", str(changed), "--workspace", str(ws))
+    assert refused.returncode == 1
+    assert "different spec" in refused.stderr
+
+
+def test_ctrl_c_stops_and_a_rerun_resumes(example, tmp_path):
+    ws = tmp_path / "ws"
+    command = [sys.executable, "-m", "multitask_operator.cli", "run", str(example),
+               "--workspace", str(ws)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    # Interrupt once stage 1 has finished (its final model is published).
+    while not (ws / "stages" / "stage1" / "final" / "COMPLETE").exists():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    if child.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert child.returncode == 130, out + err
+    assert "run the same command again to resume" in err
+    resumed = mtm("run", str(example), "--workspace", str(ws))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "skip stage1: already finished" in resumed.stdout
+    assert (ws / "report" / "results.json").is_file()
+
+
+def test_invalid_input_is_refused_before_training(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: multitask.ai/v1alpha1\nkind: MultiTaskModel\nmetadata: {name: x}\n"
+                   "spec:\n  baseModel: {path: m}\n  tasks:\n  - name: a\n    type: classification\n"
+                   "    instruction: go\n    data: {train: missing.jsonl}\n")
+    done = mtm("run", str(bad), "--workspace", str(tmp_path / "ws"))
+    assert done.returncode == 1
+    assert "missing.jsonl: spec.tasks[0].data.train: file not found" in done.stderr
+    assert not (tmp_path / "ws").exists()
