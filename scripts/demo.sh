@@ -11,7 +11,7 @@ MODEL=examples/local/tiny-model
 if [[ ! -f "$MODEL/config.json" ]]; then
   corpus=()
   for f in examples/local/data/*/train.jsonl; do corpus+=(--corpus "$f"); done
-  "$MTM" tiny-model "$MODEL" --vocab-size 1024 "${corpus[@]}"
+  "$MTM" tiny-model "$MODEL" --hidden 128 --vocab-size 1024 "${corpus[@]}"
 fi
 start=$(date +%s)
 "$MTM" run examples/local/model.yaml --workspace workspace/support-assistant-local "$@"

@@ -2,9 +2,10 @@
 
     python examples/local/generate_data.py          # writes examples/local/data/*/*.jsonl
 
-Synthetic customer-support messages, seed 20261122. Every label is recoverable from the text
-(keywords, with noise words around them), so a tiny model can learn the tasks on a CPU in
-minutes. Sizes are deliberately imbalanced, like the paper's setting: one high-resource task
+Synthetic customer-support text, seed 20261122: tickets (intent, urgency, title, order id),
+product reviews (sentiment) and pre-sales questions (product). Every label is recoverable from
+the text (keywords, with noise words around them), so a tiny model can learn the tasks on a CPU
+in minutes. Sizes are deliberately imbalanced, like the paper's setting: one high-resource task
 (intent, 1200 examples) and several low-resource ones (80 to 400).
 """
 
@@ -36,6 +37,10 @@ URGENCY = {
     "high": ["urgent", "immediately", "right now, it is an emergency"],
 }
 FILLER = ["hello", "hi team", "good morning", "hey", "dear support", ""]
+REVIEW_OPENERS = ["I bought the", "we got the", "my new", "just received the",
+                  "after a week with the"]
+QUESTIONS = ["do you have a cheaper", "what is the warranty on the", "can I return the",
+             "is there a student discount on the", "what colours does the"]
 TITLE = {
     "refund": "Refund request", "shipping": "Delivery question", "cancel": "Cancellation",
     "account": "Account problem", "other": "Product question",
@@ -43,31 +48,41 @@ TITLE = {
 
 
 def message(rng: random.Random) -> dict:
+    """A support message with every feature in it (intent, product, order, urgency)."""
     intent = rng.choice(list(INTENTS))
     product = rng.choice(PRODUCTS)
-    sentiment = rng.choice(list(SENTIMENT))
     urgency = rng.choice(list(URGENCY))
     order = f"#{rng.choice('ABCDEFGH')}{rng.randint(1000, 9999)}"
-    parts = [
-        rng.choice(FILLER),
-        f"{rng.choice(INTENTS[intent])} {product}",
-        f"order {order}",
-        rng.choice(SENTIMENT[sentiment]),
-        rng.choice(URGENCY[urgency]),
-    ]
+    parts = [rng.choice(FILLER), f"{rng.choice(INTENTS[intent])} {product}", f"order {order}",
+             rng.choice(URGENCY[urgency])]
     text = ", ".join(p for p in parts if p) + "."
     return {"text": text[0].upper() + text[1:], "intent": intent, "product": product,
-            "sentiment": sentiment, "urgency": urgency, "order": order}
+            "urgency": urgency, "order": order}
+
+
+def review(rng: random.Random) -> dict:
+    """A product review: sentiment comes from reviews, as it usually does, not from tickets."""
+    sentiment = rng.choice(list(SENTIMENT))
+    product = rng.choice(PRODUCTS)
+    text = f"{rng.choice(REVIEW_OPENERS)} {product}, {rng.choice(SENTIMENT[sentiment])}."
+    return {"text": text[0].upper() + text[1:], "sentiment": sentiment, "product": product}
+
+
+def question(rng: random.Random) -> dict:
+    """A pre-sales question naming one product among other words."""
+    product = rng.choice(PRODUCTS)
+    text = f"{rng.choice(FILLER) or 'hi'}, {rng.choice(QUESTIONS)} {product}?"
+    return {"text": text[0].upper() + text[1:], "product": product}
 
 
 TASKS = {
-    # task: (examples, make (input, output), has eval file)
-    "intent": (1200, lambda m: (m["text"], m["intent"]), True),
-    "sentiment": (400, lambda m: (m["text"], m["sentiment"]), False),
-    "urgency": (250, lambda m: (m["text"], m["urgency"]), False),
-    "product": (150, lambda m: (m["text"], m["product"]), False),
-    "title": (120, lambda m: (m["text"], f"{TITLE[m['intent']]}: {m['product']}"), False),
-    "order-id": (80, lambda m: (m["text"], m["order"]), False),
+    # task: (examples, source of rows, make (input, output), has eval file)
+    "intent": (1200, message, lambda m: (m["text"], m["intent"]), True),
+    "sentiment": (400, review, lambda m: (m["text"], m["sentiment"]), False),
+    "urgency": (250, message, lambda m: (m["text"], m["urgency"]), False),
+    "product": (150, question, lambda m: (m["text"], m["product"]), False),
+    "title": (120, message, lambda m: (m["text"], f"{TITLE[m['intent']]}: {m['product']}"), False),
+    "order-id": (80, message, lambda m: (m["text"], m["order"]), False),
 }
 
 
@@ -80,11 +95,11 @@ def write(path: Path, rows: list[tuple[str, str]]) -> None:
 
 def main() -> None:
     rng = random.Random(SEED)
-    for task, (size, make, has_eval) in TASKS.items():
-        rows = [make(message(rng)) for _ in range(size)]
+    for task, (size, source, make, has_eval) in TASKS.items():
+        rows = [make(source(rng)) for _ in range(size)]
         write(OUT / task / "train.jsonl", rows)
         if has_eval:
-            write(OUT / task / "eval.jsonl", [make(message(rng)) for _ in range(size // 10)])
+            write(OUT / task / "eval.jsonl", [make(source(rng)) for _ in range(size // 10)])
     print(f"wrote {len(TASKS)} tasks to {OUT}")
 
 
