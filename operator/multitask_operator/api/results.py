@@ -30,6 +30,7 @@ class ProgressEvent(StatusModel):
     total_steps: int = Field(ge=0)
     loss: float | None = None
     learning_rate: float | None = None
+    tokens: int | None = Field(None, description="Non-padding tokens trained so far in the stage.")
     tokens_per_second: float | None = Field(None, description="Non-padding tokens per second.")
     non_padding_fraction: float | None = Field(None, ge=0, le=1)
     percent: float = Field(ge=0, le=100)

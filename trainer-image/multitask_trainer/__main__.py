@@ -1,0 +1,151 @@
+"""The program every training Job runs: one step of the recipe per invocation.
+
+    python -m multitask_trainer prepare  --workspace DIR --spec model.yaml
+    python -m multitask_trainer train    --workspace DIR --stage stage1
+    python -m multitask_trainer train    --workspace DIR --stage stage2
+    python -m multitask_trainer train    --workspace DIR --stage baseline:TASK
+    python -m multitask_trainer evaluate --workspace DIR
+    python -m multitask_trainer export   --workspace DIR
+    accelerate launch --num_processes 8 -m multitask_trainer train --workspace DIR --stage stage2
+
+Every step is idempotent: a finished step is a no-op, an interrupted one resumes (training from
+its latest checkpoint) or starts over (the others, which publish their output atomically).
+`--spec` is needed by prepare, which stores the resolved spec in the workspace for the rest.
+Progress goes to stdout as JSON lines; messages to stderr. Exit code 0 on success, 2 on bad
+input (one sentence naming the task and FILE:LINE or field), 1 on a bug. The step's result is
+also written, as at most 4 KiB of JSON, to /dev/termination-log when it is writable
+(MTM_TERMINATION_LOG overrides the path), where Kubernetes hands it to the operator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from multitask_operator.api import Plan
+from multitask_operator.api.results import StepSummary, termination_message
+from multitask_operator.workspace import Workspace
+
+from .errors import TrainerError
+from .specfile import load_spec
+
+TERMINATION_LOG_ENV = "MTM_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m multitask_trainer",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("step", choices=["prepare", "train", "evaluate", "export"])
+    parser.add_argument("--workspace", required=True, type=Path, help="the shared workspace")
+    parser.add_argument("--spec", type=Path, help="MultiTaskModel YAML (needed by prepare)")
+    parser.add_argument("--stage", help="train: stage1, stage2, stage2-GROUP or baseline:TASK")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
+    parser.add_argument("--micro-batch-tokens", type=int,
+                        help="most padded tokens in a micro-batch (default min(batchSize, 16) "
+                        "x maxSeqLength on GPU, 4 x maxSeqLength on CPU)")
+    parser.add_argument("--micro-batch-overhead", type=int,
+                        help="cost of one more micro-batch in tokens (default 8 x maxSeqLength "
+                        "on GPU, maxSeqLength on CPU)")
+    parser.add_argument("--cpu", action="store_true", help="train on CPU even with a GPU")
+    args = parser.parse_args(argv)
+    if args.step == "train" and not args.stage:
+        parser.error("train needs --stage (stage1, stage2, stage2-GROUP or baseline:TASK)")
+    return args
+
+
+def load_plan(ws: Workspace) -> Plan:
+    if not ws.prepared():
+        raise TrainerError(f"{ws.root}: not prepared; run the prepare step first")
+    return Plan.model_validate(json.loads(ws.plan_file.read_text(encoding="utf-8")))
+
+
+def run_step(args: argparse.Namespace) -> StepSummary:
+    ws = Workspace(args.workspace)
+    spec = load_spec(ws, args.spec)
+    details: dict[str, Any]
+    if args.step == "prepare":
+        from .prepare import prepare
+
+        details = prepare(spec, ws)
+        message = "already prepared" if details["skipped"] else (
+            f"prepared {len(details['counts'])} tasks; stages: {', '.join(details['stages'])}")
+        return StepSummary(step="prepare", ok=True, message=message, details=details)
+    plan = load_plan(ws)
+    if args.step == "train":
+        from .train import TrainOptions, train_stage
+
+        options = TrainOptions(log_every=args.log_every, cpu=args.cpu,
+                               micro_batch_tokens=args.micro_batch_tokens,
+                               micro_batch_overhead=args.micro_batch_overhead)
+        details = train_stage(spec, ws, plan, args.stage, options)
+        verb = "was already trained" if details["skipped"] else "trained"
+        return StepSummary(step="train", stage=details.get("stage", args.stage), ok=True,
+                           message=f"stage {details.get('stage', args.stage)} {verb}",
+                           details=details)
+    if args.step == "evaluate":
+        from .evaluate import evaluate
+
+        results = evaluate(spec, ws, plan, cpu=args.cpu)
+        scores = {t.name: t.score for t in results.tasks if t.score is not None}
+        qualified = results.qualified
+        return StepSummary(step="evaluate", ok=True,
+                           message=f"{len(qualified)} of {len(scores)} tasks qualified",
+                           details={"scores": scores, "qualified": qualified})
+    from .export import export
+
+    details = export(spec, ws, plan)
+    return StepSummary(step="export", ok=True, message=f"exported to {ws.export_dir}",
+                       details=details)
+
+
+def write_termination_log(summary: StepSummary) -> None:
+    path = os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG)
+    try:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(termination_message(summary))
+    except OSError:
+        pass  # not in a pod (or not writable): stdout and the workspace have everything
+
+
+def quiet_libraries() -> None:
+    """Progress bars of weight loading and saving would drown the JSON progress lines."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return
+    hf_logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.step != "prepare":
+        quiet_libraries()
+    try:
+        summary = run_step(args)
+    except TrainerError as err:
+        print(f"error: {err}", file=sys.stderr)
+        write_termination_log(StepSummary(step=args.step, stage=args.stage, ok=False,
+                                          message=str(err)))
+        return 2
+    except KeyboardInterrupt:
+        # SIGINT (Ctrl-C, `mtm run` stopping): finished checkpoints stay, so a rerun resumes.
+        print(f"error: {args.step} interrupted; run it again to resume", file=sys.stderr)
+        write_termination_log(StepSummary(step=args.step, stage=args.stage, ok=False,
+                                          message=f"{args.step} interrupted"))
+        return 130
+    except Exception as err:  # a bug: keep the traceback, but tell the operator too
+        write_termination_log(StepSummary(step=args.step, stage=args.stage, ok=False,
+                                          message=f"internal error: {type(err).__name__}: {err}"))
+        raise
+    print(summary.message, file=sys.stderr)
+    write_termination_log(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Resumable checkpoints: stages/<stage>/checkpoints/step-NNNNNNNN/.
+
+Each holds what `Accelerator.save_state` writes (trainable weights, optimizer, scheduler and
+every process's RNG state; under FSDP the sharded forms) plus `training_state.json` (the step,
+the schedule's fingerprint, running counters). Only trainable parameters are stored: for LoRA
+that is a few MB instead of a copy of the base model, and loading uses strict=False so that the
+frozen base weights, built the same way as in the first run, stay as they are.
+
+Like every workspace output, a checkpoint is written under `.partial` and renamed once all
+processes finished writing, so a kill mid-save leaves the previous checkpoint as the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from multitask_operator.workspace import MARKER, PARTIAL_SUFFIX, Workspace, write_json_atomic
+
+STATE_FILE = "training_state.json"
+
+
+def keep_trainable_weights(models: list, weights: list[dict], output_dir: str) -> None:
+    """`Accelerator.register_save_state_pre_hook` hook: drop frozen parameters in place."""
+    for model, state in zip(models, weights, strict=False):
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        for key in [k for k in state if k not in trainable]:
+            del state[key]
+
+
+def save_checkpoint(accelerator, ws: Workspace, stage: str, step: int, state: dict[str, Any],
+                    keep: int) -> Path:
+    """Write the checkpoint after optimizer step `step` (1-based count of steps done)."""
+    target = ws.checkpoint_dir(stage, step)
+    scratch = target.with_name(target.name + PARTIAL_SUFFIX)
+    if accelerator.is_main_process:
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        scratch.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(scratch))
+    accelerator.wait_for_everyone()  # every rank's RNG file is in before the rename
+    if accelerator.is_main_process:
+        write_json_atomic(scratch / STATE_FILE, {"step": step, **state})
+        write_json_atomic(scratch / MARKER, {"step": step})
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(scratch, target)
+        for _, old in ws.checkpoints(stage)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def remove_partial(ws: Workspace, stage: str) -> None:
+    """Delete checkpoints whose writing was interrupted: they are never resumed from."""
+    directory = ws.checkpoints_dir(stage)
+    if directory.is_dir():
+        for path in directory.glob(f"*{PARTIAL_SUFFIX}"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def load_checkpoint(accelerator, path: Path) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and RNG state; return training_state.json."""
+    accelerator.load_state(str(path), strict=False)
+    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))

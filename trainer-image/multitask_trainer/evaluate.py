@@ -1,0 +1,179 @@
+"""The evaluate step: score every kept task on its eval split and decide qualification.
+
+    python -m multitask_trainer evaluate --workspace DIR
+
+Classification: each label's log-likelihood given the prompt (label tokens + EOS, summed) is
+computed and the best label wins, so the model can only answer a label of the task. Generation:
+greedy decoding, then exact match, ROUGE-L and chrF. A task's model is the last stage of the
+plan that trained it (stage2, or stage2-GROUP with all-as-adapters). Its baseline is
+`baseline.score`, or else the score of its trained single-task baseline (baseline-TASK), and it
+qualifies when score >= recipe.qualifyThreshold x baseline. Writes eval/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from multitask_operator.api import MultiTaskModelSpec, Plan
+from multitask_operator.api.results import EvalResults, TaskResult
+from multitask_operator.workspace import Workspace, publish
+
+from . import metrics
+from .encoding import PromptEncoder
+from .modelio import load_stage
+from .prepare import load_manifest, read_split
+
+BATCH_ROWS = 32  # sequences per forward pass; eval sets are small next to training
+
+
+def _prompt(encoder: PromptEncoder, instruction: str, text: str, room: int) -> list[int]:
+    ids = encoder.prompts(instruction, [text])[0]
+    budget = encoder.max_length - room
+    return ids if len(ids) <= budget else encoder.fit_prompt(instruction, text, budget)
+
+
+def classify(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
+             labels: Sequence[str]) -> list[str]:
+    """The most likely label of each input, scoring only the task's labels."""
+    import torch
+
+    label_ids = encoder.targets(list(labels))
+    room = max(len(ids) for ids in label_ids)
+    rows = [(i, j, _prompt(encoder, instruction, text, room), label_ids[j])
+            for i, text in enumerate(inputs) for j in range(len(labels))]
+    scores = torch.full((len(inputs), len(labels)), float("-inf"))
+    pad = encoder.tokenizer.pad_token_id
+    device = next(model.parameters()).device
+    for start in range(0, len(rows), BATCH_ROWS):
+        chunk = rows[start : start + BATCH_ROWS]
+        width = max(len(p) + len(t) for _, _, p, t in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, (_, _, p, t) in enumerate(chunk):
+            ids[r, : len(p) + len(t)] = torch.tensor(p + t)
+            mask[r, : len(p) + len(t)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        for r, (i, j, p, t) in enumerate(chunk):
+            # Token k of the label is predicted at position len(p) + k - 1.
+            positions = torch.arange(len(p) - 1, len(p) + len(t) - 1)
+            scores[i, j] = logprobs[r, positions, torch.tensor(t)].sum()
+    return [labels[j] for j in scores.argmax(dim=1).tolist()]
+
+
+def generate(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
+             max_new_tokens: int) -> list[str]:
+    """Greedy decoding of each input's answer, batched with left padding."""
+    import torch
+
+    tok = encoder.tokenizer
+    device = next(model.parameters()).device
+    prompts = [_prompt(encoder, instruction, text, max_new_tokens) for text in inputs]
+    answers = []
+    for start in range(0, len(prompts), BATCH_ROWS):
+        chunk = prompts[start : start + BATCH_ROWS]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, p in enumerate(chunk):
+            ids[r, width - len(p) :] = torch.tensor(p)
+            mask[r, width - len(p) :] = 1
+        with torch.no_grad():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                 max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        for row in out[:, width:].tolist():
+            answers.append(tok.decode(row, skip_special_tokens=True).strip())
+    return answers
+
+
+def score_task(model, encoder: PromptEncoder, spec: MultiTaskModelSpec, task: str,
+               labels: Sequence[str] | None, rows: list[dict[str, str]]) -> dict[str, float]:
+    definition = spec.task(task)
+    inputs = [r["input"] for r in rows]
+    gold = [r["output"] for r in rows]
+    if definition.type == "classification":
+        predicted = classify(model, encoder, definition.instruction, inputs, labels)
+    else:
+        # Room for the longest reference plus a margin, within the context window.
+        longest = max(len(t) for t in encoder.targets(gold))
+        room = min(longest + 8, encoder.max_length // 2)
+        predicted = generate(model, encoder, definition.instruction, inputs, room)
+    return metrics.compute(str(definition.type), predicted, gold)
+
+
+def _load(spec: MultiTaskModelSpec, ws: Workspace, stage: str, device: str):
+    import torch
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = load_stage(spec, ws, stage, dtype, trainable=False)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()  # one matmul per layer instead of base + adapter
+    return model.to(device).eval()
+
+
+def evaluate(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, cpu: bool = False
+             ) -> EvalResults:
+    import torch
+    from transformers import AutoTokenizer
+
+    if ws.evaluated():
+        return EvalResults.model_validate(json.loads(ws.eval_results_file.read_text()))
+    manifest = load_manifest(ws)["tasks"]
+    device = "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+    stage_of: dict[str, str] = {}
+    for stage in plan.stages:
+        if stage.kind != "baseline":
+            stage_of.update({t: stage.name for t in stage.tasks})  # later stages win
+
+    def run(stage: str, tasks: list[str]) -> dict[str, dict[str, float]]:
+        model = _load(spec, ws, stage, device)
+        tokenizer = AutoTokenizer.from_pretrained(ws.final_dir(stage))
+        encoder = PromptEncoder(tokenizer, spec.training.max_seq_length)
+        return {t: score_task(model, encoder, spec, t, manifest[t]["labels"],
+                              read_split(ws, t, "eval")) for t in tasks}
+
+    scores: dict[str, dict[str, float]] = {}
+    for stage in dict.fromkeys(stage_of.values()):
+        scores.update(run(stage, [t for t, s in stage_of.items() if s == stage]))
+    trained_baselines: dict[str, float] = {}
+    for stage in plan.stages:
+        if stage.kind == "baseline":
+            task = stage.tasks[0]
+            trained_baselines[task] = run(stage.name, [task])[task][
+                spec.task(task).effective_metric]
+
+    threshold = spec.recipe.qualify_threshold
+    results = []
+    for planned in plan.tasks:
+        task = spec.task(planned.name)
+        metric = task.effective_metric
+        baseline, source = task.baseline.score, "spec"
+        if baseline is None:
+            baseline = trained_baselines.get(task.name)
+            source = "trained" if baseline is not None else "none"
+        score = scores[task.name][metric] if task.name in scores else None
+        qualified = bool(score is not None and baseline is not None
+                         and score >= threshold * baseline)
+        if not planned.included:
+            reason = planned.reason
+        elif baseline is None:
+            reason = "no baseline.score and no trained baseline to compare with"
+        elif not qualified:
+            reason = f"score {score:.4f} is below {threshold} x baseline {baseline:.4f}"
+        else:
+            reason = None
+        results.append(TaskResult(
+            name=task.name, type=str(task.type), included=planned.included, metric=metric,
+            score=score, metrics=scores.get(task.name, {}), baseline=baseline,
+            baseline_source=source,
+            ratio=score / baseline if score is not None and baseline else None,
+            qualified=qualified, examples=manifest[task.name]["eval"],
+            stage=stage_of.get(task.name), reason=reason,
+        ))
+    outcome = EvalResults(qualify_threshold=threshold, tasks=results)
+    with publish(ws.eval_dir, {"qualified": outcome.qualified}) as scratch:
+        (scratch / "results.json").write_text(json.dumps(outcome.to_wire(), indent=2) + "\n")
+    return outcome

@@ -1,0 +1,119 @@
+"""Which examples each optimizer step trains on, and how they are cut into micro-batches.
+
+`MixtureSchedule` fixes the whole stage up front with a few numpy calls: the task of every
+example slot is an i.i.d. draw from the plan's weights (stage 1 instance-balanced, stage 2
+temperature-scaled: the planner computed them), and within a task the draws walk through
+fresh random permutations, one per pass, so every example is seen once before any is seen
+twice. The schedule is a pure function of (seed, weights, sizes, batch size, steps): resuming
+mid-epoch needs only the step number, and a checkpoint stores the schedule's fingerprint to
+refuse resuming under a different plan.
+
+`micro_batches` buckets one step's examples by length: sorted longest first, dealt to the data
+parallel ranks in snake order (balanced token counts), and on each rank cut into runs of
+similar length where the padding saved outweighs the cost of one more forward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+
+import numpy as np
+
+
+class MixtureSchedule:
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        sizes: Mapping[str, int],
+        batch_size: int,
+        steps: int,
+        seed: int,
+    ) -> None:
+        self.tasks = list(weights)
+        missing = [t for t in self.tasks if sizes.get(t, 0) <= 0]
+        if missing:
+            raise ValueError(f"tasks without examples cannot be sampled: {', '.join(missing)}")
+        probs = np.array([weights[t] for t in self.tasks], dtype=np.float64)
+        self.probs = probs / probs.sum()
+        self.sizes = np.array([sizes[t] for t in self.tasks], dtype=np.int64)
+        self.batch_size = batch_size
+        self.steps = steps
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        total = batch_size * steps
+        self.task_ids = rng.choice(len(self.tasks), size=total, p=self.probs).astype(np.int32)
+        self.example_ids = np.empty(total, dtype=np.int64)
+        for t, n in enumerate(self.sizes):
+            slots = np.flatnonzero(self.task_ids == t)
+            if len(slots) == 0:
+                continue
+            passes = -(-len(slots) // int(n))  # ceil
+            # One independent permutation of the task's examples per pass, row by row.
+            perms = np.argsort(rng.random((passes, int(n))), axis=1).reshape(-1)
+            self.example_ids[slots] = perms[: len(slots)]
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(task index, example index) of every example in optimizer step `step` (0-based)."""
+        if not 0 <= step < self.steps:
+            raise IndexError(f"step {step} is outside the schedule's {self.steps} steps")
+        window = slice(step * self.batch_size, (step + 1) * self.batch_size)
+        return self.task_ids[window], self.example_ids[window]
+
+    def fingerprint(self) -> str:
+        state = {
+            "tasks": self.tasks,
+            "probs": [round(float(p), 12) for p in self.probs],
+            "sizes": self.sizes.tolist(),
+            "batch": self.batch_size,
+            "steps": self.steps,
+            "seed": self.seed,
+        }
+        return hashlib.sha256(json.dumps(state).encode()).hexdigest()[:16]
+
+
+def micro_batches(
+    lengths: np.ndarray,
+    token_budget: int,
+    world_size: int = 1,
+    rank: int = 0,
+    overhead_tokens: int = 0,
+) -> list[np.ndarray]:
+    """Positions (into `lengths`) of this rank's micro-batches for one optimizer step.
+
+    Cost model: a micro-batch costs its padded size (rows x longest) plus `overhead_tokens`, the
+    fixed cost of one forward/backward pass (kernel launches, Python) in token-equivalents.
+    Splitting trims padding but pays that overhead again, so the split is chosen to minimise
+    the total, over this rank's examples sorted by length, by dynamic programming over the cut
+    points, and never exceeds `token_budget` padded tokens (an example longer than the budget
+    goes alone). Every rank gets at least one example when there are `world_size` of them."""
+    order = np.argsort(-lengths, kind="stable")
+    # Snake order (0,1,..,W-1,W-1,..,0,...) evens out tokens per rank better than round robin.
+    cycle = np.concatenate([np.arange(world_size), np.arange(world_size)[::-1]])
+    ranks = cycle[np.arange(len(order)) % len(cycle)]
+    mine = order[ranks == rank]
+    longest = lengths[mine].astype(np.float64)  # descending: a group's first is its longest
+    n = len(mine)
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    cut = np.zeros(n + 1, dtype=np.int64)
+    for j in range(1, n + 1):
+        # Cost of ending a group at j that starts at each i < j.
+        rows = j - np.arange(j)
+        padded = rows * longest[:j]
+        cost = best[:j] + overhead_tokens + padded
+        cost[(padded > token_budget) & (rows > 1)] = np.inf
+        cut[j] = int(np.argmin(cost))
+        best[j] = cost[cut[j]]
+    groups: list[np.ndarray] = []
+    j = n
+    while j > 0:
+        groups.append(mine[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
+
+
+def padded_tokens(lengths: np.ndarray, groups: list[np.ndarray]) -> int:
+    """Tokens the model computes on, padding included, for these micro-batches."""
+    return int(sum(len(g) * lengths[g].max() for g in groups if len(g)))

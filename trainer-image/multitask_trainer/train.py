@@ -1,0 +1,327 @@
+"""The train step: one stage of the recipe (stage1, stage2, stage1-GROUP, baseline-TASK...).
+
+    python -m multitask_trainer train --workspace DIR --stage stage2
+    accelerate launch --num_processes 8 -m multitask_trainer train --workspace DIR --stage stage2
+    accelerate launch --config_file fsdp.yaml -m multitask_trainer train ...   # FSDP
+
+Single process on CPU or one GPU, DDP or FSDP on many (accelerate decides from its launcher).
+The loop below reads straight down: the schedule fixes every step's examples, each step is
+cut into length-bucketed micro-batches, gradients accumulate over them, then clip, optimizer
+and scheduler step, checkpoint, log. The loss is summed over target tokens and divided by the
+step's target-token count over all ranks, so the gradient is the same however the step is cut
+into micro-batches or ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from multitask_operator.api import MultiTaskModelSpec, Plan, StagePlan
+from multitask_operator.api.results import ProgressEvent, parse_progress_line
+from multitask_operator.workspace import Workspace, publish, read_marker
+
+from .checkpoint import keep_trainable_weights, load_checkpoint, remove_partial, save_checkpoint
+from .encoding import PromptEncoder, TaskTokens
+from .errors import TrainerError
+from .modelio import load_base, load_stage, load_tokenizer, lora_config
+from .prepare import read_split
+from .sampling import MixtureSchedule, micro_batches, padded_tokens
+
+
+@dataclass
+class TrainOptions:
+    """Knobs of the trainer that are not part of the spec, with their defaults."""
+
+    # Most padded tokens (rows x longest row) in one micro-batch: the activation-memory cap.
+    # None: min(batchSize, 16) x maxSeqLength on a GPU, i.e. never more than a plain batch
+    # padded to maxSeqLength would take (fewer, bigger passes are faster there; an out-of-memory
+    # error names this knob), and 4 x maxSeqLength on CPU.
+    micro_batch_tokens: int | None = None
+    # Fixed cost of one more forward/backward pass, in padded-token equivalents, which a split
+    # of a step into micro-batches must save in padding to be worth it. None: 8 x maxSeqLength
+    # on a GPU, where a pass of a few thousand tokens costs about as much as a full one (kernel
+    # launches dominate; benchmarks/RESULTS.md), so steps are split only to stay under the cap;
+    # maxSeqLength on CPU, where splitting pays (measured: fewer, fuller passes still win over
+    # padding-free ones).
+    micro_batch_overhead: int | None = None
+    log_every: int = 10  # steps between progress lines; checkpoints and the end always log
+    keep_checkpoints: int = 2  # older checkpoints are deleted once a newer one is complete
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    cpu: bool = False  # train on CPU even when a GPU is visible
+
+
+def stage_by_name(plan: Plan, name: str) -> StagePlan:
+    """`name` as given on the command line: a stage of the plan, or baseline:TASK."""
+    if name.startswith("baseline:"):
+        name = "baseline-" + name.split(":", 1)[1]
+    for stage in plan.stages:
+        if stage.name == name:
+            return stage
+    known = ", ".join(s.name for s in plan.stages) or "none"
+    raise TrainerError(f"--stage {name}: not a stage of the plan; the plan has: {known}")
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    # Stages draw different mixtures even with the same spec seed.
+    return (seed + zlib.crc32(stage.encode())) % (2**31)
+
+
+def load_stage_tokens(ws: Workspace, spec: MultiTaskModelSpec, stage: StagePlan,
+                      encoder: PromptEncoder) -> list[TaskTokens]:
+    data = []
+    for name in stage.tasks:
+        rows = read_split(ws, name, "train")
+        instruction = spec.task(name).instruction
+        data.append(encoder.encode(instruction, [r["input"] for r in rows],
+                                   [r["output"] for r in rows]))
+    return data
+
+
+def collate(data: list[TaskTokens], task_ids: np.ndarray, example_ids: np.ndarray,
+            positions: np.ndarray, pad_id: int):
+    """Right-padded input_ids, attention_mask and labels (-100 on prompt and padding)."""
+    import torch
+
+    seqs = [data[task_ids[p]].example(example_ids[p]) for p in positions]
+    width = max(len(ids) for ids, _ in seqs)
+    input_ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    attention = np.zeros((len(seqs), width), dtype=np.int64)
+    labels = np.full((len(seqs), width), -100, dtype=np.int64)
+    for row, (ids, prompt_len) in enumerate(seqs):
+        n = len(ids)
+        input_ids[row, :n] = ids
+        attention[row, :n] = 1
+        labels[row, prompt_len:n] = ids[prompt_len:]
+    arrays = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.ndarray,
+                      example_ids: np.ndarray, groups: list[np.ndarray], pad_id: int,
+                      items: float):
+    """Forward and backward over one step's micro-batches; returns the summed loss tensor.
+
+    `items` is the step's target tokens over all ranks divided by the number of ranks: the loss
+    is summed over target tokens and divided by it, so that DDP's gradient averaging over
+    ranks yields the mean over all the step's target tokens."""
+    import torch
+
+    step_loss = torch.zeros((), device=accelerator.device)
+    for i, positions in enumerate(groups):
+        batch = collate(data, task_ids, example_ids, positions, pad_id)
+        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+        # DDP all-reduces gradients only after the last micro-batch's backward.
+        with nullcontext() if i == len(groups) - 1 else accelerator.no_sync(model):
+            out = model(**batch, num_items_in_batch=items)
+            accelerator.backward(out.loss)
+        step_loss += out.loss.detach()
+    return step_loss
+
+
+def trim_progress(path, step: int) -> None:
+    """Drop progress lines after `step`: a resumed run logs those steps again, and the loss
+    curve in the report should show each step once."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if (event := parse_progress_line(line)) is not None and event.step <= step]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def build_model(spec: MultiTaskModelSpec, ws: Workspace, stage: StagePlan, dtype):
+    """The model a stage starts from: its initFrom stage's result, or the base model."""
+    lora = spec.training.method == "lora"
+    if stage.init_from:
+        model = load_stage(spec, ws, stage.init_from, dtype, trainable=True)
+        if lora != hasattr(model, "peft_config"):
+            held = "full weights" if lora else "a LoRA adapter"
+            raise TrainerError(f"stage {stage.init_from} holds {held}; training.method is "
+                               f"{spec.training.method}: start over in a new workspace")
+    else:
+        model = load_base(spec, dtype)
+    if spec.training.gradient_checkpointing:
+        # Non-reentrant checkpointing works with frozen inputs (LoRA) without tricks. The
+        # method was renamed in transformers 5.x; the image may carry either name.
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        model.config.use_cache = False
+    if lora and not stage.init_from:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, lora_config(spec))
+    return model
+
+
+def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name: str,
+                options: TrainOptions | None = None,
+                emit: Callable[[str], None] = print) -> dict[str, Any]:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    options = options or TrainOptions()
+    stage = stage_by_name(plan, stage_name)
+    if ws.stage_done(stage.name):
+        return {"skipped": True, **(read_marker(ws.final_dir(stage.name)) or {})}
+    if stage.init_from and not ws.stage_done(stage.init_from):
+        raise TrainerError(f"stage {stage.name} starts from {stage.init_from}, which has not "
+                           f"finished; train --stage {stage.init_from} first")
+    train = spec.training
+    cuda = torch.cuda.is_available() and not options.cpu
+    accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
+                              step_scheduler_with_optimizer=False)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if train.batch_size < world:
+        raise TrainerError(f"training.batchSize {train.batch_size} is smaller than the "
+                           f"{world} training processes; each process needs an example a step")
+    seed = stage_seed(train.seed, stage.name)
+    set_seed(seed)
+
+    # -- data: tokenized once, then the whole stage's schedule in a few numpy calls
+    tokenizer = load_tokenizer(spec)
+    encoder = PromptEncoder(tokenizer, train.max_seq_length)
+    data = load_stage_tokens(ws, spec, stage, encoder)
+    sizes = {t: len(d) for t, d in zip(stage.tasks, data, strict=True)}
+    schedule = MixtureSchedule(stage.weights, sizes,
+                               train.batch_size, stage.steps, seed)
+    seq = train.max_seq_length
+    budget = options.micro_batch_tokens or min(train.batch_size, 16 if cuda else 4) * seq
+    overhead = options.micro_batch_overhead
+    if overhead is None:
+        overhead = 8 * seq if cuda else seq
+    # Lengths of every example of the stage in one array, indexed by offset[task] + example.
+    offsets = np.concatenate([[0], np.cumsum([len(d) for d in data])[:-1]])
+    all_lengths = np.concatenate([d.lengths for d in data])
+    all_targets = all_lengths - np.concatenate([d.prompt_lengths for d in data])
+    truncated = sum(d.truncated_inputs for d in data)
+    if accelerator.is_main_process and truncated:
+        print(f"stage {stage.name}: {truncated} example(s) longer than maxSeqLength "
+              f"{train.max_seq_length} had their input truncated", file=sys.stderr)
+
+    # -- model, optimizer, schedule (bf16 weights only under LoRA: full fine-tuning keeps fp32
+    #    master weights and lets autocast run the matmuls in bf16)
+    lora = train.method == "lora"
+    dtype = torch.bfloat16 if cuda and lora else torch.float32
+    model = build_model(spec, ws, stage, dtype)
+    params = [p for p in model.parameters() if p.requires_grad]
+    # fused: one kernel for all parameters; LoRA has hundreds of small ones.
+    optimizer = torch.optim.AdamW(params, lr=train.effective_learning_rate,
+                                  weight_decay=options.weight_decay, fused=cuda)
+    warmup = math.ceil(train.warmup_ratio * stage.steps)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, stage.steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    accelerator.register_save_state_pre_hook(keep_trainable_weights)
+    model.train()
+
+    # -- resume
+    start, counters = 0, {"tokens": 0, "paddedTokens": 0}
+    if accelerator.is_main_process:
+        remove_partial(ws, stage.name)
+    accelerator.wait_for_everyone()
+    latest = ws.latest_checkpoint(stage.name)
+    if latest is not None:
+        state = load_checkpoint(accelerator, latest[1])
+        if state.get("schedule") != schedule.fingerprint():
+            raise TrainerError(f"{latest[1]}: made with a different plan or seed; delete "
+                               f"{ws.checkpoints_dir(stage.name)} to start the stage over")
+        start, counters = state["step"], state["counters"]
+        if accelerator.is_main_process:
+            print(f"stage {stage.name}: resuming after step {start} from {latest[1]}",
+                  file=sys.stderr)
+
+    progress_file = ws.progress_file(stage.name)
+    progress_file.parent.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        trim_progress(progress_file, start)
+    last_loss = None  # on the device until logged: .item() every step would stall the GPU queue
+    began, last_log, tokens_since_log = time.monotonic(), time.monotonic(), 0
+    for step in range(start, stage.steps):
+        # -- this step's examples, bucketed by length into micro-batches
+        task_ids, example_ids = schedule.batch(step)
+        flat = offsets[task_ids] + example_ids
+        lengths = all_lengths[flat]
+        targets_all = int(all_targets[flat].sum())
+        all_groups = [micro_batches(lengths, budget, world, r, overhead) for r in range(world)]
+        groups = all_groups[rank]
+
+        # -- forward/backward
+        try:
+            step_loss = run_micro_batches(model, accelerator, data, task_ids, example_ids,
+                                          groups, tokenizer.pad_token_id, targets_all / world)
+        except torch.OutOfMemoryError as err:
+            raise TrainerError(
+                f"stage {stage.name}: out of GPU memory in a micro-batch of up to {budget} "
+                "padded tokens; turn on training.gradientCheckpointing, lower "
+                "training.maxSeqLength, or pass a smaller --micro-batch-tokens") from err
+
+        # -- clip, step
+        accelerator.clip_grad_norm_(params, options.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        last_loss = step_loss
+        counters["tokens"] += int(lengths.sum())
+        counters["paddedTokens"] += sum(padded_tokens(lengths, g) for g in all_groups)
+        tokens_since_log += int(lengths.sum())
+
+        # -- checkpoint
+        checkpoint = None
+        if done % train.checkpoint_every == 0 or done == stage.steps:
+            checkpoint = save_checkpoint(accelerator, ws, stage.name, done,
+                                         {"schedule": schedule.fingerprint(),
+                                          "counters": counters}, options.keep_checkpoints)
+
+        # -- log (the loss reduce is a collective: every rank takes part, rank 0 writes)
+        if done % options.log_every == 0 or checkpoint is not None or done == start + 1:
+            loss = accelerator.reduce(last_loss, reduction="sum").item() / world
+            if not accelerator.is_main_process:
+                continue
+            now = time.monotonic()
+            rate = (done - start) / max(now - began, 1e-9)
+            event = ProgressEvent(
+                stage=stage.name, step=done, total_steps=stage.steps, loss=round(loss, 6),
+                learning_rate=scheduler.get_last_lr()[0], tokens=counters["tokens"],
+                tokens_per_second=round(tokens_since_log / max(now - last_log, 1e-9), 1),
+                non_padding_fraction=round(counters["tokens"] / counters["paddedTokens"], 4),
+                percent=round(100.0 * done / stage.steps, 2),
+                eta_seconds=round((stage.steps - done) / rate, 1),
+                checkpoint=checkpoint.name if checkpoint else None,
+            )
+            line = event.to_line()
+            emit(line)
+            with open(progress_file, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+            last_log, tokens_since_log = now, 0
+
+    # -- the stage's result: adapter or full weights, plus the tokenizer
+    summary = {
+        "stage": stage.name,
+        "steps": stage.steps,
+        "resumedFrom": start or None,
+        "lastLoss": None if last_loss is None else round(last_loss.item(), 6),
+        "nonPaddingFraction": round(counters["tokens"] / max(counters["paddedTokens"], 1), 4),
+        "truncatedInputs": truncated,
+        "truncatedTargets": sum(d.truncated_targets for d in data),
+    }
+    state_dict = accelerator.get_state_dict(model)  # collective under FSDP: every rank calls
+    if accelerator.is_main_process:
+        with publish(ws.final_dir(stage.name), summary) as scratch:
+            accelerator.unwrap_model(model).save_pretrained(scratch, state_dict=state_dict,
+                                                            safe_serialization=True)
+            tokenizer.save_pretrained(scratch)
+    accelerator.wait_for_everyone()
+    return {"skipped": False, **summary}
