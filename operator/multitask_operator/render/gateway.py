@@ -19,7 +19,14 @@ from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from ..prompting import PromptFormat
 from . import naming
-from .meta import REVISION_ANNOTATION, http_probe, labels, object_meta, selector_labels
+from .meta import (
+    REVISION_ANNOTATION,
+    cluster_ip_service,
+    http_probe,
+    labels,
+    object_meta,
+    selector_labels,
+)
 from .serving import inference_url, token_limits
 from .tasks import RoutedTask
 
@@ -182,16 +189,8 @@ def render_gateway_deployment(
 
 
 def render_gateway_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": object_meta(naming.gateway_name(name), namespace, name, uid, COMPONENT),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector_labels(name, COMPONENT),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    """ClusterIP Service of the gateway; taken-over per-task Services point at its pods too."""
+    return cluster_ip_service(naming.gateway_name(name), namespace, name, uid, COMPONENT)
 
 
 def render_gateway_pdb(name: str, namespace: str, uid: str) -> dict[str, Any]:

@@ -72,3 +72,19 @@ def http_probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[
         "failureThreshold": failures,
         "timeoutSeconds": timeout,
     }
+
+
+def cluster_ip_service(
+    object_name: str, namespace: str, owner: str, uid: str, component: str
+) -> dict[str, Any]:
+    """A ClusterIP Service on port 80 in front of the `http` port of one component's pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": object_meta(object_name, namespace, owner, uid, component),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(owner, component),
+            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

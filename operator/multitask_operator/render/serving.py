@@ -17,7 +17,14 @@ from ..api.common import Engine
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from . import naming
-from .meta import REVISION_ANNOTATION, http_probe, labels, object_meta, selector_labels
+from .meta import (
+    REVISION_ANNOTATION,
+    cluster_ip_service,
+    http_probe,
+    labels,
+    object_meta,
+    selector_labels,
+)
 from .tasks import RoutedTask, adapter_groups
 
 COMPONENT = "inference"
@@ -210,16 +217,7 @@ def render_inference_deployment(
 
 def render_inference_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
     """ClusterIP Service in front of the inference pods; the gateway is its only client."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": object_meta(naming.inference_name(name), namespace, name, uid, COMPONENT),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector_labels(name, COMPONENT),
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    return cluster_ip_service(naming.inference_name(name), namespace, name, uid, COMPONENT)
 
 
 def inference_url(name: str, namespace: str) -> str:
