@@ -10,7 +10,7 @@ TORCH_PIN ?= torch==2.13.0
 EXTRAS ?= operator,trainer,gateway,report,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast crds check-crds tools lint clean trainer-image
+.PHONY: install demo test test-fast crds tools lint clean trainer-image operator-image
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: install
 trainer-image:
 	@command -v docker >/dev/null || { echo "make trainer-image needs Docker; none here"; exit 1; }
 	docker build -f trainer-image/Dockerfile -t multitask-trainer:dev .
+
+operator-image:
+	@command -v docker >/dev/null || { echo "make operator-image needs Docker; none here"; exit 1; }
+	docker build -f operator/Dockerfile -t ghcr.io/multitask-operator/operator:0.1.0 .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

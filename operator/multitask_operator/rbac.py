@@ -68,7 +68,11 @@ RULES: tuple[Rule, ...] = (
          "retry."),
     Rule("", ("pods",), ("get", "list"),
          "Job results (the trainer's termination message) and the GPUs requested by the pods "
-         "behind a per-task Service; logs are never read."),
+         "behind a per-task Service."),
+    # The alternative, letting training pods write their progress to the API, would give pods
+    # that run user data and code an API token with write access; reading is the lesser right.
+    Rule("", ("pods/log",), ("get",),
+         "progress: the last JSON progress lines of a running trainer pod, every 20 s."),
     Rule("", ("persistentvolumeclaims",), ("create", "get", "patch"),
          "the workspace claim when spec.training.workspace.claimName is unset; patched to grow."),
     Rule("apps", ("deployments",), ("create", "get", "list", "watch", "patch", "delete"),

@@ -235,3 +235,18 @@ def test_notes_say_what_to_do_next() -> None:
 @pytest.mark.parametrize("value_set", VALUE_SETS)
 def test_templates_leave_no_unset_value(value_set: str) -> None:
     assert "<no value>" not in yaml.safe_dump_all(render(value_set))
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_the_operator_cli_accepts_the_rendered_arguments(value_set: str) -> None:
+    """The container's command line parses with the real `mtm` CLI (nothing is started)."""
+    from multitask_operator.cli import cli
+
+    container = one(render(value_set), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    command = cli.get_command(None, args[0])
+    assert command is not None, f"mtm has no command {args[0]!r}"
+    params = command.make_context("mtm operator", list(args[1:])).params
+    assert params["liveness"] == "http://0.0.0.0:8080/healthz"
+    assert params["metrics_port"] == 9090
+    assert list(params["namespaces"]) == load_values(value_set).get("watchNamespaces", [])

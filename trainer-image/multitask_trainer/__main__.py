@@ -95,7 +95,9 @@ def run_step(args: argparse.Namespace) -> StepSummary:
         qualified = results.qualified
         return StepSummary(step="evaluate", ok=True,
                            message=f"{len(qualified)} of {len(scores)} tasks qualified",
-                           details={"scores": scores, "qualified": qualified})
+                           details={"scores": scores, "qualified": qualified,
+                                    "baselines": {t.name: t.baseline for t in results.tasks
+                                                  if t.baseline_source == "trained"}})
     from .export import export
 
     details = export(spec, ws, plan)

@@ -67,7 +67,11 @@ def export(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan) -> dict[str, Any
         if t.included
     ]
     layout = "adapters" if adapters else "merged"
-    with publish(ws.export_dir, {"layout": layout, "groups": list(stages)}) as scratch:
+    prompt_format = format_for_tokenizer(tokenizer)
+    # In the marker and the result: the operator passes the prompt format to the gateway.
+    summary = {"layout": layout, "groups": list(stages),
+               "promptFormat": json.loads(prompt_format.to_json())}
+    with publish(ws.export_dir, summary) as scratch:
         if adapters:
             base_dir = scratch / "base"
             load_base(spec, "auto").save_pretrained(base_dir, safe_serialization=True)
@@ -87,6 +91,6 @@ def export(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan) -> dict[str, Any
                 model = model.merge_and_unload()
             model.save_pretrained(scratch, safe_serialization=True)
             tokenizer.save_pretrained(scratch)
-        (scratch / "prompt_format.json").write_text(format_for_tokenizer(tokenizer).to_json())
+        (scratch / "prompt_format.json").write_text(prompt_format.to_json())
         (scratch / "tasks.json").write_text(json.dumps({"tasks": tasks}, indent=2) + "\n")
-    return {"skipped": False, "layout": layout, "groups": list(stages), "tasks": len(tasks)}
+    return {"skipped": False, **summary, "tasks": len(tasks)}

@@ -128,7 +128,11 @@ def prepare(spec: MultiTaskModelSpec, ws: Workspace) -> dict[str, Any]:
     except PlanError as err:
         raise TrainerError(f"planning failed: {err}") from err
 
-    summary = {"specDigest": digest, "counts": counts}
+    # The operator reads this summary from the termination message (no workspace access): the
+    # labels route classification tasks whose spec declares none.
+    labels_by_task = {name: entry["labels"] for name, entry in manifest["tasks"].items()
+                      if entry.get("labels")}
+    summary = {"specDigest": digest, "counts": counts, "labels": labels_by_task}
     with publish(ws.data_dir, summary) as scratch:
         for name, (train, evals) in splits.items():
             _write_jsonl(scratch / name / "train.jsonl", train)

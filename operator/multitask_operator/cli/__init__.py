@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("multitask_operator.cli.plan_cmd", "plan"),
     "crd": ("multitask_operator.cli.crd_cmd", "crd"),
     "tiny-model": ("multitask_operator.cli.tiny_model_cmd", "tiny_model"),
+    "operator": ("multitask_operator.cli.operator_cmd", "operator"),
     "run": ("multitask_operator.cli.run_cmd", "run"),
     "gateway": ("multitask_operator.cli.gateway_cmd", "gateway"),
     "serve-model": ("multitask_operator.cli.serve_model_cmd", "serve_model"),

@@ -1,0 +1,69 @@
+"""Carry out a reconcile `Outcome`: create, apply, patch and delete objects, patch the status.
+
+Creation is idempotent by name: 409 Conflict means the object was created before (by this
+operator before a restart) and counts as success. `Apply` patches an existing object only when
+it differs from the rendered one, so an unchanged Deployment is never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.resource import API_VERSION, KIND
+from ..reconcile import Apply, Create, Delete, Outcome, Patch
+from .client import ApiError, Client
+from .observe import status_patch
+
+
+def contains(current: Any, wanted: Any) -> bool:
+    """Whether `current` already holds every value of `wanted` (server defaults may be extra)."""
+    if isinstance(wanted, dict):
+        return isinstance(current, dict) and all(
+            contains(current.get(k), v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return (isinstance(current, list) and len(current) == len(wanted)
+                and all(contains(c, w) for c, w in zip(current, wanted, strict=True)))
+    return current == wanted
+
+
+async def create(client: Client, obj: dict) -> None:
+    try:
+        await client.create(obj)
+    except ApiError as err:
+        if err.status != 409:
+            raise
+
+
+async def apply(client: Client, obj: dict) -> bool:
+    """Create or update `obj`; True if anything was written."""
+    meta = obj["metadata"]
+    current = await client.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    if current is None:
+        await create(client, obj)
+        return True
+    if contains(current, obj):
+        return False
+    await client.patch(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], obj)
+    return True
+
+
+async def carry_out(client: Client, namespace: str, name: str, old_status: dict[str, Any],
+                    outcome: Outcome) -> None:
+    for action in outcome.actions:
+        if isinstance(action, Create):
+            await create(client, action.obj)
+        elif isinstance(action, Apply):
+            await apply(client, action.obj)
+        elif isinstance(action, Patch):
+            await client.patch(action.api_version, action.kind, namespace, action.name,
+                               action.patch)
+        elif isinstance(action, Delete):
+            await client.delete(action.api_version, action.kind, namespace, action.name)
+    if outcome.remove_annotations:
+        await client.patch(API_VERSION, KIND, namespace, name, {
+            "metadata": {"annotations": {k: None for k in outcome.remove_annotations}}})
+    if outcome.status is not None:
+        patch = status_patch(old_status, outcome.status)
+        if patch is not None:
+            await client.patch(API_VERSION, KIND, namespace, name, {"status": patch},
+                               subresource="status")

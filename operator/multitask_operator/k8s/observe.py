@@ -1,0 +1,129 @@
+"""Gather the `Observed` of one MultiTaskModel: its Jobs, workspace, serving objects, Services.
+
+Reads only (get and list, and the tail of the running trainer's log for progress). The result
+of a finished Job never changes, so its parsed state is cached by the Job's uid: a reconcile of
+a model whose steps are done reads no pods again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api.results import ProgressEvent, parse_progress_line
+from ..api.spec import MultiTaskModelSpec
+from ..reconcile import Observed, training_revision
+from ..reconcile.cutover import original, taken_over_names
+from ..reconcile.observed import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    JobState,
+    deployment_state,
+    job_state,
+    service_state,
+)
+from ..render import jobs as job_render
+from ..render import naming
+from ..render.meta import MODEL_LABEL
+from .client import Client
+
+JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+LOG_LINES = 40  # the trainer logs one progress line per few steps; 40 lines always hold one
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Observer:
+    def __init__(self, client: Client):
+        self.client = client
+        self._finished: dict[str, JobState] = {}  # Job uid -> final state
+        self.timed: set[tuple[str, str]] = set()  # (Job, completion) already in the metrics
+
+    async def _job(self, namespace: str, job: dict[str, Any]) -> JobState:
+        uid = job["metadata"].get("uid", "")
+        if uid in self._finished:
+            return self._finished[uid]
+        state = job_state(job, [])
+        if state.phase in (SUCCEEDED, FAILED):
+            pods = await self.client.list("v1", "Pod", namespace, {JOB_UID_LABEL: uid})
+            state = job_state(job, pods)
+            if uid:
+                self._finished[uid] = state
+        return state
+
+    async def _progress(self, namespace: str, job: dict[str, Any]) -> ProgressEvent | None:
+        uid = job["metadata"].get("uid", "")
+        pods = await self.client.list("v1", "Pod", namespace, {JOB_UID_LABEL: uid})
+        running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+        if not running:
+            return None
+        text = await self.client.log_tail(namespace, running[-1]["metadata"]["name"],
+                                          job_render.CONTAINER, LOG_LINES)
+        events = [e for e in map(parse_progress_line, text.splitlines()) if e is not None]
+        return events[-1] if events else None
+
+    async def observe(self, body: dict[str, Any]) -> Observed:
+        meta = body["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        obs = Observed(
+            name=name, namespace=namespace, uid=meta.get("uid", ""),
+            generation=int(meta.get("generation") or 1), spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}), annotations=dict(meta.get("annotations") or {}),
+            now=now(),
+        )
+        try:
+            spec = MultiTaskModelSpec.model_validate(obs.spec)
+        except ValidationError:
+            return obs  # the core reports the spec; nothing else matters until it is fixed
+        revision = training_revision(spec)
+        c = self.client
+        raw_jobs = [j for j in await c.list("batch/v1", "Job", namespace, {MODEL_LABEL: name})
+                    if not j["metadata"].get("deletionTimestamp")]
+        obs.jobs = [await self._job(namespace, j) for j in raw_jobs]
+        for raw, state in zip(raw_jobs, obs.jobs, strict=True):
+            if state.phase == RUNNING and state.revision == revision:
+                obs.progress = await self._progress(namespace, raw)
+        if not spec.training.workspace.claim_name:
+            obs.pvc_exists = await c.get("v1", "PersistentVolumeClaim", namespace,
+                                         naming.workspace_name(name)) is not None
+        configmap = job_render.spec_configmap_name(name, revision)
+        if await c.get("v1", "ConfigMap", namespace, configmap) is not None:
+            obs.configmaps.add(configmap)
+        for deployment_name in (naming.inference_name(name), naming.gateway_name(name)):
+            deployment = await c.get("apps/v1", "Deployment", namespace, deployment_name)
+            if deployment is not None:
+                obs.deployments[deployment_name] = deployment_state(deployment)
+        await self._services(obs, spec)
+        return obs
+
+    async def _services(self, obs: Observed, spec: MultiTaskModelSpec) -> None:
+        names = {t.service.name for t in spec.tasks if t.service}
+        names |= set(taken_over_names(obs.annotations))
+        for service_name in sorted(names):
+            await self._service(obs, service_name)
+
+    async def _service(self, obs: Observed, service_name: str) -> None:
+        raw = await self.client.get("v1", "Service", obs.namespace, service_name)
+        if raw is None:
+            return
+        state = service_state(raw, None)
+        record = original(state, obs.name)
+        # The GPUs of a Service are those of the pods it selected before any cutover.
+        labels = (record or {}).get("selector") or state.selector
+        pods = await self.client.list("v1", "Pod", obs.namespace, labels) if labels else []
+        obs.services[service_name] = service_state(raw, pods)
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """A merge patch from `old` to `new` status (dropped keys become null), None if equal."""
+    if json.dumps(old, sort_keys=True) == json.dumps(new, sort_keys=True):
+        return None
+    patch: dict[str, Any] = dict(new)
+    patch.update({k: None for k in old if k not in new})
+    return patch

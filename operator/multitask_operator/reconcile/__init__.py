@@ -1,0 +1,28 @@
+"""The reconcile core: observed state of one MultiTaskModel in, actions out. Pure.
+
+    from multitask_operator.reconcile import reconcile, finalize, Observed
+    outcome = reconcile(observed, OperatorConfig.from_env())
+
+No kopf, kubernetes or aiohttp import here (see .importlinter): the k8s layer gathers the
+`Observed` and carries out the `Outcome`; the kopf handlers only glue the two together.
+"""
+
+from .actions import Apply, Create, Delete, Event, Outcome, Patch
+from .core import APPROVE_ANNOTATION, RETRY_ANNOTATION, finalize, reconcile
+from .observed import Observed
+from .revision import training_revision
+
+__all__ = [
+    "APPROVE_ANNOTATION",
+    "RETRY_ANNOTATION",
+    "Apply",
+    "Create",
+    "Delete",
+    "Event",
+    "Observed",
+    "Outcome",
+    "Patch",
+    "finalize",
+    "reconcile",
+    "training_revision",
+]

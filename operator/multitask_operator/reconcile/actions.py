@@ -1,0 +1,70 @@
+"""What a reconcile decides: object changes, a status patch, Events and when to look again.
+
+The reconcile core returns an `Outcome`; the kopf layer (`handlers.py` via `k8s/apply.py`)
+carries it out in order. Pure data: no kopf, no client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Create:
+    """Create `obj` unless it exists (409 is success: the object was created before a restart)."""
+
+    obj: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Create `obj`, or merge-patch the existing one to match it (Deployments, Services...)."""
+
+    obj: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Merge-patch an existing object; `None` values delete keys (RFC 7386)."""
+
+    api_version: str
+    kind: str
+    name: str
+    patch: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Delete:
+    api_version: str
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+Action = Create | Apply | Patch | Delete
+
+# How often a running step is looked at: progress must reach the status at least every 30 s.
+PROGRESS_INTERVAL_S = 20.0
+# How often a rollout is looked at while Deployments become available.
+ROLLOUT_INTERVAL_S = 10.0
+
+
+@dataclass
+class Outcome:
+    actions: list[Action] = field(default_factory=list)
+    status: dict[str, Any] | None = None  # the whole new status, camelCase
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None  # None: wait for a change (a Job, a Deployment, the spec)
+    remove_annotations: list[str] = field(default_factory=list)
+    done: bool = False  # finalize: every taken-over Service is restored
+
+    def requeue(self, seconds: float) -> None:
+        self.requeue_after = seconds if self.requeue_after is None else min(
+            self.requeue_after, seconds)

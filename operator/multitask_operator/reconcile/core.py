@@ -1,0 +1,334 @@
+"""The reconcile core: from what the cluster holds for one MultiTaskModel to what to do next.
+
+    outcome = reconcile(observed, config)     # every change, and on a timer while work runs
+    outcome = finalize(observed)               # when the object is being deleted
+
+Pure and stateless: everything is derived from the object (spec, annotations, last status) and
+the objects it owns, so an operator restarted at any point reaches the same decision, and Jobs
+are created under fixed names, so a Job is never created twice. The order of the lifecycle is
+DESIGN.md's: prepare -> stage1 -> stage2 -> baselines -> evaluate -> export -> deploy -> cutover.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api.common import Cutover, Phase
+from ..api.resource import API_VERSION, KIND
+from ..api.spec import MultiTaskModelSpec
+from ..config import OperatorConfig
+from ..loader import validation_problems
+from ..render import gateway, jobs
+from . import cutover, serving, steps
+from .actions import (
+    PROGRESS_INTERVAL_S,
+    ROLLOUT_INTERVAL_S,
+    Apply,
+    Create,
+    Delete,
+    Event,
+    Outcome,
+    Patch,
+)
+from .conditions import ordered, set_condition
+from .observed import FAILED, RUNNING, Observed
+from .revision import training_revision
+from .table import evaluation, task_rows
+
+RETRY_ANNOTATION = "multitask.ai/retry"
+APPROVE_ANNOTATION = "multitask.ai/approve-cutover"
+
+
+class _Decision:
+    """The status being built and the outcome being collected, with the bookkeeping shared by
+    every branch: conditions, phase, and an Event whenever phase or message changes."""
+
+    def __init__(self, obs: Observed):
+        self.obs = obs
+        self.prev = obs.status or {}
+        self.out = Outcome()
+        self.status: dict[str, Any] = {
+            k: v for k, v in self.prev.items() if k not in ("progress", "message")
+        }
+        self.status["observedGeneration"] = obs.generation
+        self.conditions: list[dict[str, Any]] = list(self.prev.get("conditions") or [])
+
+    def condition(self, kind: str, value: bool | None, reason: str, message: str) -> None:
+        self.conditions = set_condition(self.conditions, kind, value, reason, message,
+                                        self.obs.now, self.obs.generation)
+
+    def finish(self, phase: Phase, message: str, reason: str, warning: bool = False) -> Outcome:
+        self.status["phase"] = str(phase)
+        self.status["message"] = message
+        self.status["conditions"] = ordered(self.conditions)
+        if (self.prev.get("phase"), self.prev.get("message")) != (str(phase), message):
+            self.out.events.append(Event("Warning" if warning else "Normal", reason, message))
+        self.out.status = self.status
+        return self.out
+
+    def fail(self, reason: str, message: str, condition: str | None = None) -> Outcome:
+        if condition:
+            self.condition(condition, False, reason, message)
+        self.condition("Ready", False, reason, message)
+        self.out.requeue_after = None  # nothing more until the spec or an annotation changes
+        return self.finish(Phase.FAILED, message, reason, warning=True)
+
+
+def invalid_spec(obs: Observed, err: ValidationError) -> Outcome:
+    problems = validation_problems(err, "spec", None, ("spec",))
+    message = "invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in problems)
+    decision = _Decision(obs)
+    for kind in ("Trained", "Evaluated", "Deployed"):
+        decision.condition(kind, False, "InvalidSpec", message)
+    return decision.fail("InvalidSpec", message)
+
+
+def _retry(d: _Decision, revision: str) -> set[str]:
+    """Delete the failed Jobs of `revision` so that their steps run again; finished ones stay."""
+    failed = {j.name for j in d.obs.jobs if j.revision == revision and j.phase == FAILED}
+    d.out.actions += [Delete("batch/v1", "Job", name) for name in sorted(failed)]
+    if RETRY_ANNOTATION in d.obs.annotations:
+        d.out.remove_annotations.append(RETRY_ANNOTATION)
+    return failed
+
+
+def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
+    try:
+        spec = MultiTaskModelSpec.model_validate(obs.spec)
+    except ValidationError as err:
+        return invalid_spec(obs, err)
+    d = _Decision(obs)
+    revision = training_revision(spec)
+    d.status["revision"] = revision
+    d.status["taskCount"] = len(spec.tasks)
+
+    was_failed = d.prev.get("phase") == str(Phase.FAILED)
+    edited = d.prev.get("observedGeneration") not in (None, obs.generation)
+    retry = RETRY_ANNOTATION in obs.annotations
+    if was_failed and not (edited or retry):
+        return Outcome()  # Failed is final until the spec is edited or a retry is asked for
+    deleted = _retry(d, revision) if (retry or edited) else set()
+    if was_failed:
+        d.out.events.append(Event("Normal", "Retrying",
+                                  "retrying from the failed step; finished steps are reused"))
+
+    if not spec.training.workspace.claim_name and not obs.pvc_exists:
+        d.out.actions.append(Create(jobs.render_workspace_pvc(
+            obs.name, obs.namespace, obs.uid, spec, config)))
+    if jobs.spec_configmap_name(obs.name, revision) not in obs.configmaps:
+        d.out.actions.append(Create(jobs.render_spec_configmap(
+            obs.name, obs.namespace, obs.uid, spec, revision)))
+
+    current = [j for j in obs.jobs if j.revision == revision and j.name not in deleted]
+    walk = steps.walk(spec, current)
+    if walk.plan is not None:
+        d.status["plan"] = walk.plan.to_wire()
+    elif d.prev.get("revision") != revision:
+        d.status.pop("plan", None)  # the old revision's plan says nothing about this one
+    if walk.failed is not None:
+        return _step_failed(d, spec, walk)
+    if walk.problem is not None:
+        return d.fail("StepResultUnreadable", walk.problem, "Trained")
+    if not walk.done:
+        return _run_step(d, spec, revision, walk, config)
+    return _serve(d, spec, revision, walk, config)
+
+
+def _tasks(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk, deployed: bool,
+           moved: set[str] | None = None, returned: set[str] | None = None) -> None:
+    """Fill status.tasks; `moved`/`returned`: Services this reconcile takes over / gives back."""
+    services = d.obs.services
+    taken = {name for name, s in services.items() if cutover.is_taken_over(s, d.obs.name)}
+    taken = (taken | (moved or set())) - (returned or set())
+    cut_over = {t.name for t in spec.tasks if t.service and t.service.name in taken}
+    d.status["tasks"] = task_rows(spec, walk.plan, walk.results.get(steps.EVALUATE), cut_over,
+                                  deployed)
+    _, qualified, _ = evaluation(walk.results.get(steps.EVALUATE))
+    if steps.EVALUATE in walk.results:
+        d.status["qualifiedCount"] = len(qualified)
+
+
+def _step_failed(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk) -> Outcome:
+    job = walk.failed
+    assert job is not None
+    _tasks(d, spec, walk, deployed=False)
+    message = f"step {job.step} failed (Job {job.name}): {job.message or 'no message'}"
+    condition = "Evaluated" if job.step == steps.EVALUATE else (
+        "Deployed" if job.step == steps.EXPORT else "Trained")
+    return d.fail("JobFailed", message, condition)
+
+
+def _run_step(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Walk,
+              config: OperatorConfig) -> Outcome:
+    step = walk.next_step
+    assert step is not None
+    obs = d.obs
+    if walk.job is None:
+        try:
+            job = jobs.render_job(obs.name, obs.namespace, obs.uid, spec, revision, step, config)
+        except ValueError as err:
+            return d.fail("Unsupported", str(err), "Trained")
+        d.out.actions.append(Create(job))
+        d.out.events.append(Event("Normal", "StepStarted", f"started {step}: Job "
+                                  f"{job['metadata']['name']}"))
+        state = "created"
+    else:
+        state = walk.job.phase.lower()
+    if walk.job is not None and walk.job.phase == RUNNING and obs.progress is not None \
+            and obs.progress.stage == step:
+        p = obs.progress
+        d.status["progress"] = {k: v for k, v in {
+            "stage": step, "percent": p.percent, "etaSeconds": p.eta_seconds, "step": p.step,
+            "totalSteps": p.total_steps, "loss": p.loss}.items() if v is not None}
+    else:
+        d.status["progress"] = {"stage": step}
+    _tasks(d, spec, walk, deployed=False)
+    message = f"{step}: Job {jobs.job_name(obs.name, step, revision)} {state}"
+    d.condition("Trained", False, "Training", message)
+    if step in (steps.EVALUATE, steps.EXPORT):
+        d.condition("Trained", True, "Trained", f"revision {revision} trained")
+    d.condition("Evaluated", False, "Training" if step != steps.EXPORT else "Evaluated",
+                message if step != steps.EXPORT else "scores are in status.tasks")
+    if step == steps.EXPORT:
+        d.condition("Evaluated", True, "Evaluated", "scores are in status.tasks")
+    _keep_serving_conditions(d, revision)
+    d.out.requeue(PROGRESS_INTERVAL_S)
+    return d.finish(steps.phase_of(step), message, "Step" + step.split("-")[0].capitalize())
+
+
+def _keep_serving_conditions(d: _Decision, revision: str) -> None:
+    """While a new revision trains, the old one keeps serving: say so rather than go dark."""
+    served = (d.prev.get("serving") or {}).get("revision")
+    if served and served != revision:
+        d.condition("Ready", True, "ServingPreviousRevision",
+                    f"revision {served} serves while {revision} trains")
+    elif not served:
+        d.condition("Deployed", False, "NotDeployed", "the model is not deployed yet")
+        d.condition("Ready", False, "Training", "the model is not deployed yet")
+
+
+def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Walk,
+           config: OperatorConfig) -> Outcome:
+    obs = d.obs
+    d.condition("Trained", True, "Trained", f"revision {revision} trained")
+    scores, qualified, _ = evaluation(walk.results.get(steps.EVALUATE))
+    d.condition("Evaluated", True, "Evaluated",
+                f"{len(qualified)} of {len(scores)} evaluated tasks qualified")
+    if not qualified:
+        _tasks(d, spec, walk, deployed=False)
+        return d.fail("NoTaskQualified", "no task reached recipe.qualifyThreshold x its baseline; "
+                      "nothing was deployed (see status.tasks)", "Deployed")
+    export = walk.results[steps.EXPORT]
+    fmt, reported = serving.prompt_format(export)
+    adapters = {t.name: t.group for t in walk.plan.tasks} if walk.plan and len(
+        walk.plan.groups) > 1 else {}
+    try:
+        routed = serving.routed_tasks(spec, qualified, walk.labels, adapters)
+        objects = serving.render_all(obs, spec, revision, routed, fmt, config)
+    except ValueError as err:
+        return d.fail("RenderFailed", f"cannot render serving objects: {err}", "Deployed")
+    d.out.actions += [Apply(obj) for obj in objects]
+    if not reported:
+        d.out.events.append(Event("Warning", "NoPromptFormat",
+                                  "the export step reported no promptFormat; the gateway uses "
+                                  "the plain prompt template"))
+    available, failure = serving.rollout(obs, revision)
+    if failure:
+        # A failed rollout puts every task back on its own Service before reporting.
+        d.out.actions += _restore_all(obs)
+        _tasks(d, spec, walk, deployed=False)
+        return d.fail("RolloutFailed", failure, "Deployed")
+    figures = serving.cost_figures(obs, spec, qualified)
+    if not available:
+        _tasks(d, spec, walk, deployed=False)
+        d.condition("Deployed", False, "RollingOut",
+                    f"waiting for the inference and gateway Deployments of {revision}")
+        _keep_serving_conditions(d, revision)
+        d.out.requeue(ROLLOUT_INTERVAL_S)
+        return d.finish(Phase.DEPLOYING, f"rolling out revision {revision}", "RollingOut")
+
+    d.status["serving"] = {"endpoint": gateway.gateway_url(obs.name, obs.namespace),
+                           "revision": revision, **figures}
+    d.condition("Deployed", True, "Available", f"revision {revision} is available")
+    moves, waiting, moved, returned = _cutover(d, spec, qualified)
+    d.out.actions += moves
+    _tasks(d, spec, walk, deployed=True, moved=moved, returned=returned)
+    if waiting:
+        message = (f"revision {revision} is deployed; cutover of {', '.join(waiting)} waits "
+                   f"for the annotation {APPROVE_ANNOTATION}")
+        d.condition("Ready", False, "AwaitingApproval", message)
+        return d.finish(Phase.DEPLOYING, message, "AwaitingApproval")
+    message = (f"serving {len(qualified)} of {len(spec.tasks)} tasks with revision {revision}; "
+               f"cost saving {figures.get('costSaving', 'n/a')}")
+    d.condition("Ready", True, "Ready", message)
+    return d.finish(Phase.READY, message, "Ready")
+
+
+def _cutover(d: _Decision, spec: MultiTaskModelSpec,
+             qualified: list[str]) -> tuple[list, list[str], set[str], set[str]]:
+    """(patches for the cutover mode, tasks waiting for approval (Manual), Services taken over
+    now, Services given back now)."""
+    obs = d.obs
+    mode = spec.serving.cutover
+    approved = mode == Cutover.AUTO or (mode == Cutover.MANUAL and APPROVE_ANNOTATION in
+                                        obs.annotations)
+    wanted = {t.service.name: t.name for t in spec.tasks
+              if t.service and t.name in qualified and mode != Cutover.OFF}
+    actions: list = []
+    waiting: list[str] = []
+    take: list[Patch] = []
+    for service_name, task in sorted(wanted.items()):
+        service = obs.services.get(service_name)
+        if service is None:
+            d.out.events.append(Event("Warning", "ServiceNotFound",
+                                      f"task {task}: Service {service_name} not found; nothing "
+                                      "to cut over"))
+            continue
+        if cutover.is_taken_over(service, obs.name):
+            continue
+        if not approved:
+            waiting.append(task)
+            continue
+        take.append(cutover.take_over(service, obs.name))
+    # Services taken over but no longer wanted (cutover Off, a task that stopped qualifying or
+    # lost its service field) go back to their own pods.
+    restore = [cutover.restore(s, cutover.original(s, obs.name)) for name, s in
+               sorted(obs.services.items())
+               if name not in wanted and cutover.is_taken_over(s, obs.name)]
+    names = set(cutover.taken_over_names(obs.annotations))
+    new_names = (names | {p.name for p in take}) - {p.name for p in restore}
+    if take:
+        # Recorded on the MultiTaskModel before any Service changes (see cutover.py).
+        actions.append(_taken_over_patch(obs.name, new_names))
+    actions += take + restore
+    if take:
+        d.out.events.append(Event("Normal", "CutOver", "moved to the gateway: " + ", ".join(
+            p.name for p in take)))
+    if restore:
+        d.out.events.append(Event("Normal", "Restored", "back on their own pods: " + ", ".join(
+            p.name for p in restore)))
+    if not take and new_names != names:
+        actions.append(_taken_over_patch(obs.name, new_names))
+    return actions, waiting, {p.name for p in take}, {p.name for p in restore}
+
+
+def _taken_over_patch(model: str, names: set[str]) -> Patch:
+    value = ",".join(sorted(names)) or None
+    return Patch(API_VERSION, KIND, model, {
+        "metadata": {"annotations": {cutover.TAKEN_OVER_ANNOTATION: value}}})
+
+
+def _restore_all(obs: Observed) -> list[Patch]:
+    return [cutover.restore(s, cutover.original(s, obs.name))
+            for _, s in sorted(obs.services.items()) if cutover.is_taken_over(s, obs.name)]
+
+
+def finalize(obs: Observed) -> Outcome:
+    """Before the object goes away: every Service it took over gets its selector back."""
+    out = Outcome(actions=list(_restore_all(obs)), done=True)
+    if out.actions:
+        out.events.append(Event("Normal", "Restored", "restored before deletion: " + ", ".join(
+            p.name for p in out.actions if isinstance(p, Patch))))
+    return out

@@ -1,0 +1,70 @@
+"""Moving a task's existing Service onto the gateway, and putting it back.
+
+Cutover rewrites the Service's selector (to the gateway pods) and its ports' targetPort (to the
+gateway's port), so clients keep calling the same name and port. What was there before goes into
+the annotation `multitask.ai/cutover` on the Service, with the GPUs its pods requested (the
+"before" of the cost figures, which must survive the old pods being scaled away). The
+MultiTaskModel lists the Services it took over in its own annotation `multitask.ai/taken-over`,
+written before any Service is touched, so that a restart, a deletion or `cutover: Off` finds
+every one of them without permission to list Services.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..render import gateway
+from ..render.meta import selector_labels
+from .actions import Patch
+from .observed import ServiceState
+
+CUTOVER_ANNOTATION = "multitask.ai/cutover"
+TAKEN_OVER_ANNOTATION = "multitask.ai/taken-over"
+
+
+def original(service: ServiceState, model: str) -> dict[str, Any] | None:
+    """What `model` recorded when it took `service` over; None if it did not take it over."""
+    raw = service.annotations.get(CUTOVER_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        record = json.loads(raw)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) and record.get("model") == model else None
+
+
+def taken_over_names(annotations: dict[str, str]) -> list[str]:
+    raw = annotations.get(TAKEN_OVER_ANNOTATION, "")
+    return sorted({n for n in raw.split(",") if n})
+
+
+def take_over(service: ServiceState, model: str) -> Patch:
+    target = selector_labels(model, gateway.COMPONENT)
+    record = {"model": model, "selector": service.selector, "ports": service.ports,
+              "gpus": service.gpus}
+    # A merge patch merges maps: the old selector keys must be removed explicitly or the
+    # Service would select pods carrying both label sets, i.e. none.
+    selector: dict[str, Any] = {k: None for k in service.selector if k not in target}
+    selector.update(target)
+    ports = [{**port, "targetPort": gateway.PORT} for port in service.ports] or [
+        {"name": "http", "port": 80, "targetPort": gateway.PORT, "protocol": "TCP"}]
+    return Patch("v1", "Service", service.name, {
+        "metadata": {"annotations": {CUTOVER_ANNOTATION: json.dumps(record, sort_keys=True)}},
+        "spec": {"selector": selector, "ports": ports},
+    })
+
+
+def restore(service: ServiceState, record: dict[str, Any]) -> Patch:
+    before = dict(record.get("selector") or {})
+    selector: dict[str, Any] = {k: None for k in service.selector if k not in before}
+    selector.update(before)
+    return Patch("v1", "Service", service.name, {
+        "metadata": {"annotations": {CUTOVER_ANNOTATION: None}},
+        "spec": {"selector": selector, "ports": record.get("ports") or service.ports},
+    })
+
+
+def is_taken_over(service: ServiceState, model: str) -> bool:
+    return original(service, model) is not None

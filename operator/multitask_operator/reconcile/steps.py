@@ -1,0 +1,98 @@
+"""The training steps of one revision, in order, and what their finished Jobs reported.
+
+    prepare -> stage1 (when planned) -> stage2 -> baseline-TASK (trainBaselines) -> evaluate
+    -> export
+
+The stages are only known once prepare has counted the data: its termination message carries
+the per-task counts (and inferred labels), from which `build_plan` gives the same plan the
+trainer wrote to plan.json. Nothing here is remembered between reconciles: a restarted operator
+walks the same Jobs and reaches the same place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.common import Phase
+from ..api.results import StepSummary
+from ..api.spec import MultiTaskModelSpec
+from ..api.status import Plan
+from ..planner import PlanError, build_plan
+from .observed import FAILED, SUCCEEDED, JobState
+
+PREPARE, EVALUATE, EXPORT = "prepare", "evaluate", "export"
+
+
+def phase_of(step: str) -> Phase:
+    if step == PREPARE:
+        return Phase.PREPARING
+    if step.startswith("stage1"):
+        return Phase.TRAINING_STAGE1
+    if step == EVALUATE:
+        return Phase.EVALUATING
+    if step == EXPORT:
+        return Phase.EXPORTING
+    return Phase.TRAINING_STAGE2  # stage2, stage2-GROUP and the single-task baselines after it
+
+
+@dataclass
+class Walk:
+    """How far the revision got: finished results, and the step to run or wait for next."""
+
+    plan: Plan | None = None
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    results: dict[str, StepSummary] = field(default_factory=dict)
+    next_step: str | None = None  # None: every step finished
+    job: JobState | None = None  # next_step's Job, if it exists
+    failed: JobState | None = None
+    problem: str | None = None  # a finished step whose result cannot be used
+
+    @property
+    def done(self) -> bool:
+        return self.next_step is None and self.failed is None and self.problem is None
+
+
+def plan_from_prepare(spec: MultiTaskModelSpec, summary: StepSummary) -> tuple[Plan, dict]:
+    details: dict[str, Any] = summary.details
+    counts = details.get("counts")
+    if not isinstance(counts, dict) or not counts:
+        raise PlanError(
+            "the prepare step's result has no per-task counts (its termination message was "
+            "cut or the trainer image is older than the operator)"
+        )
+    labels = details.get("labels") or {}
+    return build_plan(spec, counts, labels), labels
+
+
+def walk(spec: MultiTaskModelSpec, jobs: list[JobState]) -> Walk:
+    """`jobs`: the Jobs of the current revision, by step (a deleted failed Job is not there)."""
+    by_step = {j.step: j for j in jobs}
+    result = Walk()
+    order = [PREPARE]
+    i = 0
+    while i < len(order):
+        step = order[i]
+        job = by_step.get(step)
+        if job is None or job.phase not in (SUCCEEDED, FAILED):
+            result.next_step, result.job = step, job
+            return result
+        if job.phase == FAILED:
+            result.failed = job
+            return result
+        if job.summary is None or not job.summary.ok:
+            result.problem = (
+                f"step {step} (Job {job.name}) succeeded without a readable result: "
+                f"{job.message or 'no termination message'}"
+            )
+            return result
+        result.results[step] = job.summary
+        if step == PREPARE:
+            try:
+                result.plan, result.labels = plan_from_prepare(spec, job.summary)
+            except PlanError as err:
+                result.problem = f"step prepare (Job {job.name}): {err}"
+                return result
+            order += [s.name for s in result.plan.stages] + [EVALUATE, EXPORT]
+        i += 1
+    return result

@@ -1,0 +1,65 @@
+"""`status.tasks`: one row per task, filled in as the steps report.
+
+    name  group  included  reason  highResource  examples  score  baseline  qualified  servedBy
+
+Before prepare a row has only the name; after prepare the plan's grouping; after evaluate the
+scores and qualification; servedBy says where the task's traffic goes now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.results import StepSummary
+from ..api.spec import MultiTaskModelSpec
+from ..api.status import Plan
+
+UNIFIED = "unified"
+OWN_SERVICE = "own service"
+NONE = "none"  # no service of its own was named and the unified model does not serve it
+
+
+def evaluation(summary: StepSummary | None) -> tuple[dict[str, float], list[str], dict]:
+    """(scores, qualified task names, trained baselines) from the evaluate step's result."""
+    if summary is None:
+        return {}, [], {}
+    details = summary.details
+    scores = {k: float(v) for k, v in (details.get("scores") or {}).items() if v is not None}
+    return scores, list(details.get("qualified") or []), dict(details.get("baselines") or {})
+
+
+def served_by(spec: MultiTaskModelSpec, name: str, cut_over: set[str], deployed: bool,
+              qualified: list[str]) -> str:
+    task = spec.task(name)
+    if name in cut_over or (deployed and name in qualified and task.service is None):
+        return UNIFIED
+    return OWN_SERVICE if task.service else NONE
+
+
+def task_rows(
+    spec: MultiTaskModelSpec,
+    plan: Plan | None,
+    evaluate: StepSummary | None,
+    cut_over: set[str],
+    deployed: bool,
+) -> list[dict[str, Any]]:
+    scores, qualified, trained = evaluation(evaluate)
+    planned = {t.name: t for t in plan.tasks} if plan else {}
+    rows = []
+    for task in spec.tasks:
+        row: dict[str, Any] = {"name": task.name}
+        if task.name in planned:
+            p = planned[task.name]
+            row.update(group=p.group, included=p.included, reason=p.reason,
+                       highResource=p.high_resource, examples=p.examples)
+        baseline = task.baseline.score if task.baseline.score is not None else trained.get(
+            task.name)
+        if baseline is not None:
+            row["baseline"] = baseline
+        if evaluate is not None:
+            if task.name in scores:
+                row["score"] = round(scores[task.name], 4)
+            row["qualified"] = task.name in qualified
+        row["servedBy"] = served_by(spec, task.name, cut_over, deployed, qualified)
+        rows.append(row)
+    return rows

@@ -1,0 +1,254 @@
+"""Training-side objects: the trainer Job of each step, the workspace PVC and the spec ConfigMap.
+
+    from multitask_operator.render import jobs
+    job = jobs.render_job(name, ns, uid, spec, revision, "stage2", config)
+
+Pure: spec in, plain dicts out. Every step of a revision runs the trainer image with
+`python -m multitask_trainer STEP --workspace /workspace/revisions/<rev>`; prepare also gets
+`--spec` pointing at the ConfigMap NAME-spec-<rev>, which holds the spec as a MultiTaskModel YAML
+document (the trainer stores it in the workspace for the later steps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import yaml
+
+from ..api.resource import API_VERSION, KIND
+from ..api.spec import MultiTaskModelSpec
+from ..config import OperatorConfig
+from . import naming
+from .meta import REVISION_ANNOTATION, object_meta
+
+COMPONENT = "trainer"
+CONTAINER = "trainer"
+WORKSPACE_MOUNT = "/workspace"
+SPEC_MOUNT = "/etc/mtm-spec"
+SPEC_KEY = "model.yaml"
+PVC_ROOT = "/mnt/pvc"  # the trainer reads pvc://CLAIM/PATH at $MTM_PVC_ROOT/CLAIM/PATH
+STEP_LABEL = "multitask.ai/step"
+REVISION_LABEL = "multitask.ai/revision"
+STEP_ANNOTATION = "multitask.ai/step"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# Pod retries per step. A crash or an evicted node is worth retrying (training resumes from its
+# latest checkpoint); bad input is not: the trainer exits 2 and the pod failure policy below
+# fails the Job at once instead of burning the retries.
+BACKOFF_LIMIT = 2
+BAD_INPUT_EXIT_CODE = 2
+SHM_SIZE = "8Gi"  # DataLoader workers and NCCL exchange tensors through /dev/shm
+MAX_NAME = 63  # Job names become the batch.kubernetes.io/job-name label value
+
+
+def job_name(name: str, step: str, revision: str) -> str:
+    """`NAME-STEP-REV`; a step too long to fit (e.g. baseline-<40-char task>) is cut and given a
+    short hash of its full name, so that two steps never share a Job name."""
+    full = f"{name}-{step}-{revision}"
+    if len(full) <= MAX_NAME:
+        return full
+    digest = hashlib.sha256(step.encode()).hexdigest()[:5]
+    room = MAX_NAME - len(name) - len(revision) - len(digest) - 3
+    return f"{name}-{step[:room].rstrip('-')}-{digest}-{revision}"
+
+
+def spec_configmap_name(name: str, revision: str) -> str:
+    return f"{name}-spec-{revision}"
+
+
+def trainer_args(step: str, revision: str) -> list[str]:
+    """The trainer's command line for `step`: prepare, evaluate, export or a plan stage name."""
+    workspace = f"{WORKSPACE_MOUNT}/{naming.revision_dir(revision)}"
+    if step == "prepare":
+        return ["prepare", "--workspace", workspace, "--spec", f"{SPEC_MOUNT}/{SPEC_KEY}"]
+    if step in ("evaluate", "export"):
+        return [step, "--workspace", workspace]
+    return ["train", "--workspace", workspace, "--stage", step]
+
+
+def data_claims(spec: MultiTaskModelSpec) -> list[str]:
+    """Claims named by pvc:// data locations; each is mounted read-only under /mnt/pvc."""
+    claims = set()
+    for task in spec.tasks:
+        for value in (task.data.train, task.data.eval):
+            if value and value.startswith("pvc://"):
+                claims.add(value[len("pvc://"):].split("/", 1)[0])
+    return sorted(claims)
+
+
+def _resources(spec: MultiTaskModelSpec) -> dict[str, Any]:
+    wanted = spec.training.resources
+    amounts: dict[str, str] = {"memory": wanted.memory}
+    if wanted.gpus:
+        amounts["nvidia.com/gpu"] = str(wanted.gpus)
+    requests = dict(amounts)
+    if wanted.cpu:
+        requests["cpu"] = wanted.cpu
+    # Memory and GPUs are limits too (a GPU must be); CPU is not, so that data loading may burst.
+    return {"requests": requests, "limits": amounts}
+
+
+def _env(spec: MultiTaskModelSpec) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        # Progress lines must reach the log as they happen, not when a buffer fills.
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        {"name": "MTM_PVC_ROOT", "value": PVC_ROOT},
+        # One download cache per workspace: every step and revision reuses the base model.
+        {"name": "HF_HOME", "value": f"{WORKSPACE_MOUNT}/.cache/huggingface"},
+    ]
+    secret = spec.base_model.hf_token_secret
+    if secret:
+        env.append({
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
+        })
+    return env
+
+
+def _volumes(name: str, spec: MultiTaskModelSpec, revision: str) -> tuple[list, list]:
+    mounts = [
+        {"name": "workspace", "mountPath": WORKSPACE_MOUNT},
+        {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+        {"name": "shm", "mountPath": "/dev/shm"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "workspace",
+            "persistentVolumeClaim": {"claimName": naming.workspace_claim(name, spec)},
+        },
+        {"name": "spec", "configMap": {"name": spec_configmap_name(name, revision)}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+    ]
+    for i, claim in enumerate(data_claims(spec)):
+        mounts.append({"name": f"data-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
+        volumes.append(
+            {"name": f"data-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    return mounts, volumes
+
+
+def render_job(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: MultiTaskModelSpec,
+    revision: str,
+    step: str,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The Job running one step of `revision`. Raises ValueError for what it cannot run."""
+    training = spec.training
+    if training.nodes > 1:
+        raise ValueError(
+            f"spec.training.nodes is {training.nodes}; this operator version runs single-node "
+            "training Jobs only (nodes: 1)"
+        )
+    args = trainer_args(step, revision)
+    if not training.resources.gpus:
+        args.append("--cpu")
+    mounts, volumes = _volumes(name, spec, revision)
+    container = {
+        "name": CONTAINER,
+        "image": config.trainer_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["python", "-m", "multitask_trainer", *args],
+        "env": _env(spec),
+        "resources": _resources(spec),
+        "volumeMounts": mounts,
+        # The trainer writes its JSON summary there; if it dies before it can (OOM, a segfault),
+        # the end of its log is the best message the operator can show instead.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # the Job retries with a new pod; needed by podFailurePolicy
+        "containers": [container],
+        "volumes": volumes,
+        # The trainer never calls the API server: progress goes to its log, results to the
+        # termination message, so its pods get no token at all.
+        "automountServiceAccountToken": False,
+    }
+    if training.resources.node_selector:
+        pod_spec["nodeSelector"] = dict(training.resources.node_selector)
+    if training.resources.tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in training.resources.tolerations]
+
+    meta = object_meta(job_name(name, step, revision), namespace, name, uid, COMPONENT,
+                       annotations={STEP_ANNOTATION: step, REVISION_ANNOTATION: revision})
+    step_labels = {STEP_LABEL: step_label(step), REVISION_LABEL: revision}
+    meta["labels"].update(step_labels)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": BACKOFF_LIMIT,
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": CONTAINER,
+                        "operator": "In",
+                        "values": [BAD_INPUT_EXIT_CODE],
+                    },
+                },
+                # Preemption and node drains are not the trainer's fault.
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]
+        },
+        "template": {
+            "metadata": {"labels": {**meta["labels"]}, "annotations": {STEP_ANNOTATION: step}},
+            "spec": pod_spec,
+        },
+    }
+    if training.queue_name:
+        meta["labels"][QUEUE_LABEL] = training.queue_name
+        # Kueue admits a Job by unsuspending it; created running, it would start before admission.
+        job_spec["suspend"] = True
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def step_label(step: str) -> str:
+    """`step` as a label value (at most 63 characters, which every step name already fits)."""
+    return step[:63].rstrip("-._")
+
+
+def render_workspace_pvc(
+    name: str, namespace: str, uid: str, spec: MultiTaskModelSpec, config: OperatorConfig
+) -> dict[str, Any]:
+    """The workspace PVC the operator creates (and owns) when the spec names no claim."""
+    workspace = spec.training.workspace
+    pvc_spec: dict[str, Any] = {
+        "accessModes": [config.workspace_access_mode],
+        "resources": {"requests": {"storage": workspace.size}},
+    }
+    storage_class = workspace.storage_class_name or config.workspace_storage_class
+    if storage_class:
+        pvc_spec["storageClassName"] = storage_class
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": object_meta(naming.workspace_name(name), namespace, name, uid, "workspace"),
+        "spec": pvc_spec,
+    }
+
+
+def render_spec_configmap(
+    name: str, namespace: str, uid: str, spec: MultiTaskModelSpec, revision: str
+) -> dict[str, Any]:
+    """The spec of `revision` as the MultiTaskModel YAML document that prepare's --spec reads."""
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": spec.to_wire(),
+    }
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    meta = object_meta(spec_configmap_name(name, revision), namespace, name, uid, COMPONENT,
+                       annotations={REVISION_ANNOTATION: revision})
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        # Immutable: a revision's spec never changes (a changed spec is a new revision), and the
+        # kubelet stops watching immutable ConfigMaps.
+        "immutable": True,
+        "data": {SPEC_KEY: text},
+    }

@@ -1,0 +1,197 @@
+"""kmock's KubernetesEmulator with the API-server behaviour the operator relies on.
+
+kmock 0.8 stores objects as merged JSON and nothing more. Added here:
+- metadata.uid, resourceVersion, creationTimestamp on create; generation 1, bumped when a
+  patch changes spec (what kopf and the operator's observedGeneration read);
+- the status subresource: PATCH .../status changes only status, a PATCH of the object ignores
+  status (so the operator's status and the test kubelet's Job status cannot clobber spec);
+- equality-based label selectors (`k=v`, `k!=v`, `k`, `!k`) on list and watch;
+- pod logs (GET .../pods/NAME/log) served from `logs`, which the test kubelet appends to;
+- discovery of the MultiTaskModel CRD and the built-in kinds the operator uses;
+- a lock-free watch bus (`QueueBus`), so that stopping an operator mid-watch cannot hang it;
+- a bounded request record (kmock keeps all, and matching scans them: quadratic).
+Object creations are counted per (plural, name) in `created` for the no-duplicates checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+from kmock import KubernetesEmulator, ResourceInfo, action
+from multitask_operator.api.resource import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+
+VERBS = {"list", "watch", "get", "create", "patch", "delete"}
+BUILTINS = {
+    "v1/pods": ("Pod", {"status", "log"}), "v1/services": ("Service", {"status"}),
+    "v1/configmaps": ("ConfigMap", set()), "v1/persistentvolumeclaims": (
+        "PersistentVolumeClaim", {"status"}),
+    "v1/events": ("Event", set()), "batch/v1/jobs": ("Job", {"status"}),
+    "apps/v1/deployments": ("Deployment", {"status"}),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
+}
+
+
+def matches(labels: dict[str, str], selector: str | None) -> bool:
+    for term in filter(None, (selector or "").split(",")):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.split("=", 1)
+            if labels.get(key.rstrip("=")) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _labels(obj: Any) -> dict[str, str]:
+    return dict(((obj or {}).get("metadata") or {}).get("labels") or {})
+
+
+class QueueBus:
+    """The watch-event bus, one queue per watcher and no locks.
+
+    kmock's Bus shares an asyncio.Condition between writers and watchers; when a watcher's
+    connection is cut (an operator stopped mid-watch) the condition can stay locked, and the
+    emulator's global lock with it, so every later request hangs. Queues cannot deadlock."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue] = set()
+
+    async def put(self, *items: Any) -> None:
+        for queue in list(self._queues):
+            for item in items:
+                queue.put_nowait(item)
+
+    async def __aiter__(self):
+        queue: asyncio.Queue = asyncio.Queue()
+        self._queues.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.discard(queue)
+
+
+@attrs.define(kw_only=True)
+class Emulator(KubernetesEmulator):
+    _buses: Any = attrs.field(factory=lambda: collections.defaultdict(QueueBus))
+    logs: dict[tuple[str, str], str] = attrs.field(factory=dict)
+    created: collections.Counter = attrs.field(factory=collections.Counter)
+    # (User-Agent, API group, resource[/subresource], verb) of every request: what RBAC must allow.
+    calls: set = attrs.field(factory=set)
+    _versions: Any = attrs.field(factory=lambda: itertools.count(1))
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = ResourceInfo(
+            kind=KIND, singular=SINGULAR, shortnames=set(SHORT_NAMES), namespaced=True,
+            verbs=VERBS, subresources={"status"})
+        for key, (kind, subresources) in BUILTINS.items():
+            self.resources[key] = ResourceInfo(kind=kind, namespaced=True, verbs=VERBS,
+                                               subresources=subresources)
+        # kopf waits for namespaces to be discoverable even cluster-wide (it never lists them
+        # then), and watches CRDs to notice resources that appear after it started.
+        self.resources["v1/namespaces"] = ResourceInfo(kind="Namespace", namespaced=False,
+                                                       verbs=VERBS)
+        self.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = ResourceInfo(
+            kind="CustomResourceDefinition", namespaced=False, verbs=VERBS)
+
+    def _current(self, request: Any) -> dict[str, Any] | None:
+        key = (request.resource, request.namespace, request.name)
+        if key in self.objects and not self.objects[key].deleted:
+            return dict(self.objects[key])
+        return None
+
+    async def _handle(self, request):  # type: ignore[override]
+        # kmock records every request and matches each new one by scanning that record, which
+        # grows quadratic: a kubelet polling for minutes made requests time out. Only the
+        # request being matched needs to be in it.
+        del self._requests[:-16]
+        self._record(request)
+        if request.resource is not None and isinstance(request.data, dict):
+            # kmock matches requests to reactions by identity, so the (frozen) request is
+            # changed in place rather than replaced by a copy.
+            object.__setattr__(request, "data", self._prepare(request))
+        return await super()._handle(request)
+
+    def _record(self, request: Any) -> None:
+        # Discovery (no plural) is open to every authenticated user: no RBAC rule needed.
+        if request.resource is None or request.action is None or not request.resource.plural:
+            return
+        verb = {"LIST": "list", "WATCH": "watch", "FETCH": "get", "CREATE": "create",
+                "UPDATE": "patch", "DELETE": "delete"}[request.action.name]
+        resource = request.resource.plural
+        if request.subresource:
+            resource = f"{resource}/{request.subresource}"
+        user_agent = request.headers.get("User-Agent", "")
+        self.calls.add((user_agent, request.resource.group or "", resource, verb))
+
+    def _prepare(self, request: Any) -> dict[str, Any]:
+        data = dict(request.data)
+        meta = dict(data.get("metadata") or {})
+        if request.action == action.CREATE:
+            meta.update(uid=str(uuid.uuid4()), generation=1,
+                        creationTimestamp=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            meta.setdefault("namespace", request.namespace)
+            if not meta.get("name") and meta.get("generateName"):  # kopf's Events
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            self.created[(request.resource.plural, meta.get("name"))] += 1
+        elif request.action == action.UPDATE:
+            if request.subresource == "status":
+                return {"status": data.get("status"),
+                        "metadata": {"resourceVersion": str(next(self._versions))}}
+            data.pop("status", None)
+            old = self._current(request) or {}
+            if "spec" in data and _merged(old.get("spec"), data["spec"]) != old.get("spec"):
+                meta["generation"] = int((old.get("metadata") or {}).get("generation", 1)) + 1
+        else:
+            return data
+        meta["resourceVersion"] = str(next(self._versions))
+        data["metadata"] = meta
+        return data
+
+    async def _serve_fetch(self, request):  # type: ignore[override]
+        if request.subresource == "log":
+            text = self.logs.get((request.namespace, request.name), "")
+            tail = int(request.params.get("tailLines", "0") or 0)
+            lines = text.splitlines()[-tail:] if tail else text.splitlines()
+            return ("\n".join(lines) + "\n").encode()
+        return await super()._serve_fetch(request)
+
+    async def _serve_list(self, request):  # type: ignore[override]
+        result = await super()._serve_list(request)
+        wanted = request.params.get("labelSelector")
+        result["items"] = [o for o in result["items"] if matches(_labels(o), wanted)]
+        return result
+
+    async def _serve_watch(self, request):  # type: ignore[override]
+        wanted = request.params.get("labelSelector")
+        async for event in super()._serve_watch(request):
+            if isinstance(event, dict) and not matches(_labels(event.get("object")), wanted):
+                continue
+            yield event
+
+
+def _merged(old: Any, patch: Any) -> Any:
+    """`old` after an RFC 7386 merge patch (what the emulator stores)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(old) if isinstance(old, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _merged(out.get(key), value)
+    return out

@@ -1,0 +1,210 @@
+"""A test kubelet: runs each trainer Job's container command as a local process.
+
+    kubelet = Kubelet(client, emulator, root=tmp_path)
+    task = asyncio.create_task(kubelet.run("ml"))
+
+For every Job that is not suspended it creates a Pod (labelled like the Job controller does),
+runs the container's command with the volumes mapped to local folders (PVC CLAIM ->
+ROOT/pvc/CLAIM, a ConfigMap volume -> its data written under ROOT/configmaps/NAME), streams the
+process's stdout into the emulator's pod log, and writes the Job and Pod status as the Job
+controller and the kubelet would: the termination message (the trainer's file, or the log's tail
+under FallbackToLogsOnError), retries up to backoffLimit, and the podFailurePolicy's FailJob on
+its exit codes. Deployments are marked available once their pods "started". Everything goes
+through the emulator's HTTP API, so the operator sees the same watch events as in a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from multitask_operator.k8s.client import ApiError, Client
+
+from .emulator import Emulator
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kubelet:
+    def __init__(self, client: Client, emulator: Emulator, root: Path, poll: float = 0.1):
+        self.client, self.emulator, self.root, self.poll = client, emulator, root, poll
+        self.started: list[str] = []  # Job names, once per Job object run
+        self._seen: set[str] = set()  # Job uids
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self, namespace: str) -> None:
+        try:
+            while True:
+                try:
+                    await self._tick(namespace)
+                except (TimeoutError, ApiError) as err:
+                    # Like a real kubelet: an API hiccup is retried on the next tick.
+                    log.warning("kubelet tick failed: %r", err)
+                await asyncio.sleep(self.poll)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _tick(self, namespace: str) -> None:
+        for job in await self.client.list("batch/v1", "Job", namespace):
+            uid = job["metadata"]["uid"]
+            if uid in self._seen or job["spec"].get("suspend"):
+                continue
+            self._seen.add(uid)
+            self.started.append(job["metadata"]["name"])
+            task = asyncio.create_task(self._run_job_logged(namespace, job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        for deployment in await self.client.list("apps/v1", "Deployment", namespace):
+            await self._mark_available(namespace, deployment)
+
+    async def _mark_available(self, namespace: str, deployment: dict[str, Any]) -> None:
+        generation = deployment["metadata"].get("generation", 1)
+        status = deployment.get("status") or {}
+        if status.get("observedGeneration") == generation:
+            return
+        replicas = deployment["spec"].get("replicas", 1)
+        await self.client.patch("apps/v1", "Deployment", namespace,
+                                 deployment["metadata"]["name"], {"status": {
+                                     "observedGeneration": generation, "replicas": replicas,
+                                     "updatedReplicas": replicas, "readyReplicas": replicas,
+                                     "availableReplicas": replicas,
+                                     "conditions": [{"type": "Available", "status": "True"},
+                                                    {"type": "Progressing", "status": "True"}]}},
+                                 subresource="status")
+
+    # ----------------------------------------------------------------- Jobs
+
+    async def _run_job_logged(self, namespace: str, job: dict[str, Any]) -> None:
+        try:
+            await self._run_job(namespace, job)
+        except Exception:
+            log.exception("kubelet: Job %s broke", job["metadata"]["name"])
+            raise
+        except BaseException:
+            log.warning("kubelet: Job %s stopped", job["metadata"]["name"], exc_info=True)
+            raise
+
+    async def _run_job(self, namespace: str, job: dict[str, Any]) -> None:
+        name = job["metadata"]["name"]
+        limit = job["spec"].get("backoffLimit", 6)
+        fail_codes = set()
+        for rule in (job["spec"].get("podFailurePolicy") or {}).get("rules", []):
+            if rule["action"] == "FailJob" and "onExitCodes" in rule:
+                fail_codes |= set(rule["onExitCodes"]["values"])
+        status: dict[str, Any] = {"startTime": _now(), "active": 1, "failed": 0}
+        for attempt in range(limit + 1):
+            await self._job_status(namespace, name, status)
+            code, message = await self._run_pod(namespace, job, attempt)
+            if code == 0:
+                status.update(active=0, succeeded=1, completionTime=_now(), conditions=[
+                    {"type": "SuccessCriteriaMet", "status": "True",
+                     "reason": "CompletionsReached"},
+                    {"type": "Complete", "status": "True", "reason": "CompletionsReached"}])
+                break
+            status["failed"] += 1
+            reason = ("PodFailurePolicy" if code in fail_codes else
+                      "BackoffLimitExceeded" if attempt == limit else None)
+            if reason:
+                status.update(active=0, conditions=[
+                    {"type": "FailureTarget", "status": "True", "reason": reason},
+                    {"type": "Failed", "status": "True", "reason": reason,
+                     "message": f"pod exited with code {code}"}])
+                break
+        await self._job_status(namespace, name, status)
+
+    async def _job_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        await self.client.patch("batch/v1", "Job", namespace, name, {"status": dict(status)},
+                                subresource="status")
+
+    async def _run_pod(self, namespace: str, job: dict[str, Any], attempt: int) -> tuple[int, str]:
+        template = job["spec"]["template"]
+        container = template["spec"]["containers"][0]
+        pod_name = f"{job['metadata']['name']}-{attempt}"
+        labels = {**template["metadata"].get("labels", {}),
+                  "batch.kubernetes.io/controller-uid": job["metadata"]["uid"],
+                  "batch.kubernetes.io/job-name": job["metadata"]["name"]}
+        await self.client.create({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod_name, "namespace": namespace, "labels": labels},
+            "spec": template["spec"], "status": {"phase": "Running"}})
+        await self.client.patch("v1", "Pod", namespace, pod_name,
+                                {"status": {"phase": "Running"}}, subresource="status")
+        code, message = await self._execute(namespace, pod_name, template["spec"], container)
+        terminated = {"exitCode": code, "finishedAt": _now()}
+        if message:
+            terminated["message"] = message
+        await self.client.patch("v1", "Pod", namespace, pod_name, {"status": {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": [{"name": container["name"], "state": {
+                "terminated": terminated}}]}}, subresource="status")
+        return code, message
+
+    async def _mounts(self, namespace: str, pod_spec: dict, container: dict) -> dict[str, Path]:
+        """Container path -> local folder, for every volume mount."""
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+        mapping = {}
+        for mount in container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "persistentVolumeClaim" in volume:
+                local = self.root / "pvc" / volume["persistentVolumeClaim"]["claimName"]
+            elif "configMap" in volume:
+                cm_name = volume["configMap"]["name"]
+                local = self.root / "configmaps" / cm_name
+                configmap = await self.client.get("v1", "ConfigMap", namespace, cm_name)
+                local.mkdir(parents=True, exist_ok=True)
+                for key, text in (configmap or {}).get("data", {}).items():
+                    (local / key).write_text(text, encoding="utf-8")
+            else:
+                local = self.root / "emptydir" / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            mapping[mount["mountPath"]] = local
+        return mapping
+
+    async def _execute(self, namespace: str, pod: str, pod_spec: dict,
+                       container: dict) -> tuple[int, str]:
+        mounts = await self._mounts(namespace, pod_spec, container)
+        mounts.pop("/dev/shm", None)
+
+        def local(value: str) -> str:
+            for path, folder in sorted(mounts.items(), key=lambda m: -len(m[0])):
+                if value == path or value.startswith(path + "/"):
+                    return str(folder) + value[len(path):]
+            return value
+
+        command = [local(arg) for arg in container["command"]]
+        if command[0] == "python":
+            command[0] = sys.executable
+        termination = self.root / "termination" / pod
+        termination.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "MTM_TERMINATION_LOG": str(termination)}
+        env.update({e["name"]: local(e["value"]) for e in container.get("env", []) if "value" in e})
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        key = (namespace, pod)
+        self.emulator.logs[key] = ""
+        try:
+            assert process.stdout is not None
+            async for line in process.stdout:
+                self.emulator.logs[key] += line.decode(errors="replace")
+            code = await process.wait()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise
+        message = termination.read_text() if termination.is_file() else ""
+        if not message and code != 0:  # terminationMessagePolicy: FallbackToLogsOnError
+            message = "\n".join(self.emulator.logs[key].splitlines()[-20:])
+        return code, message

@@ -1,0 +1,160 @@
+"""The reconcile core after training: rollout, cutover modes, cost figures, rollback, deletion."""
+
+from __future__ import annotations
+
+import json
+
+from multitask_operator.api.spec import MultiTaskModelSpec
+from multitask_operator.config import OperatorConfig
+from multitask_operator.reconcile import (
+    APPROVE_ANNOTATION,
+    Apply,
+    Patch,
+    finalize,
+    reconcile,
+    training_revision,
+)
+from multitask_operator.reconcile.cutover import CUTOVER_ANNOTATION, TAKEN_OVER_ANNOTATION
+
+from . import factories as f
+
+CONFIG = OperatorConfig()
+REV = training_revision(MultiTaskModelSpec.model_validate(f.spec()))
+DEPLOYED = {"demo-inference": f.deployment("demo-inference", REV),
+            "demo-gateway": f.deployment("demo-gateway", REV)}
+SERVICES = {"intent-svc": f.service("intent-svc", gpus=1),
+            "topic-svc": f.service("topic-svc", gpus=2)}
+
+
+def patches(outcome, kind="Service"):
+    return [a for a in outcome.actions if isinstance(a, Patch) and a.kind == kind]
+
+
+def ready(spec=None, **fields):
+    rev = training_revision(MultiTaskModelSpec.model_validate(spec or f.spec()))
+    deployed = {n: f.deployment(n, rev) for n in ("demo-inference", "demo-gateway")}
+    fields.setdefault("services", dict(SERVICES))
+    return f.observed(spec, jobs=f.finished_jobs(rev), deployments=deployed, **fields)
+
+
+def test_export_done_rolls_out_inference_and_gateway():
+    out = reconcile(f.observed(jobs=f.finished_jobs(REV), services=SERVICES), CONFIG)
+    kinds = [(a.obj["kind"], a.obj["metadata"]["name"]) for a in out.actions
+             if isinstance(a, Apply)]
+    assert kinds == [("Deployment", "demo-inference"), ("Service", "demo-inference"),
+                     ("ConfigMap", "demo-gateway-config"), ("Deployment", "demo-gateway"),
+                     ("Service", "demo-gateway"), ("PodDisruptionBudget", "demo-gateway")]
+    assert out.status["phase"] == "Deploying"
+    assert patches(out) == []  # nothing is cut over before the gateway is available
+    config = json.loads(next(a.obj for a in out.actions if isinstance(a, Apply)
+                             and a.obj["kind"] == "ConfigMap")
+                        ["data"]["gateway.json"])
+    assert [t["name"] for t in config["tasks"]] == ["intent", "topic"]
+    assert config["promptFormat"]["prefix"] == "<u>"
+
+
+def test_auto_cutover_repoints_qualified_services_and_reports_cost():
+    out = reconcile(ready(), CONFIG)
+    assert out.status["phase"] == "Ready"
+    owner = patches(out, "MultiTaskModel")
+    assert owner and out.actions.index(owner[0]) < out.actions.index(patches(out)[0])
+    assert owner[0].patch["metadata"]["annotations"][TAKEN_OVER_ANNOTATION] == (
+        "intent-svc,topic-svc")
+    intent = next(p for p in patches(out) if p.name == "intent-svc")
+    record = json.loads(intent.patch["metadata"]["annotations"][CUTOVER_ANNOTATION])
+    assert record["selector"] == {"app": "intent-svc"} and record["gpus"] == 1
+    selector = intent.patch["spec"]["selector"]
+    assert selector["app"] is None  # the old key is removed, not merged
+    assert selector["app.kubernetes.io/component"] == "gateway"
+    assert intent.patch["spec"]["ports"][0]["port"] == 80
+    serving = out.status["serving"]
+    # before: intent 1 + topic 2 (their pods) + summary 1 (baseline.gpus); after: 1 + summary 1
+    assert (serving["gpusBefore"], serving["gpusAfter"]) == (4, 2)
+    assert serving["costReduction"] == 0.5 and serving["costSaving"] == "50.0%"
+    assert serving["endpoint"] == "http://demo-gateway.ml.svc"
+    assert serving["revision"] == REV
+    rows = {r["name"]: r for r in out.status["tasks"]}
+    assert rows["intent"]["servedBy"] == "unified" and rows["summary"]["servedBy"] == "none"
+
+
+def test_once_cut_over_the_table_says_unified_and_nothing_is_patched_again():
+    services = {
+        "intent-svc": f.service("intent-svc", gpus=None,
+                                annotations={CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}),
+        "topic-svc": f.service("topic-svc", gpus=None,
+                               annotations={CUTOVER_ANNOTATION: f.cutover_record("topic-svc")}),
+    }
+    out = reconcile(ready(services=services,
+                          annotations={TAKEN_OVER_ANNOTATION: "intent-svc,topic-svc"}), CONFIG)
+    assert patches(out) == [] and patches(out, "MultiTaskModel") == []
+    rows = {r["name"]: r for r in out.status["tasks"]}
+    assert rows["intent"]["servedBy"] == "unified" and rows["summary"]["servedBy"] == "none"
+    assert out.status["serving"]["gpusBefore"] == 3  # 1 + 1 recorded, 1 from summary's baseline
+
+
+def test_manual_cutover_waits_for_the_approval_annotation():
+    spec = f.spec(serving={"cutover": "Manual"})
+    out = reconcile(ready(spec), CONFIG)
+    assert out.status["phase"] == "Deploying" and patches(out) == []
+    assert APPROVE_ANNOTATION in out.status["message"]
+    approved = reconcile(ready(spec, annotations={APPROVE_ANNOTATION: "yes"}), CONFIG)
+    assert {p.name for p in patches(approved)} == {"intent-svc", "topic-svc"}
+    assert approved.status["phase"] == "Ready"
+
+
+def test_cutover_off_never_touches_services_and_restores_taken_ones():
+    spec = f.spec(serving={"cutover": "Off"})
+    out = reconcile(ready(spec), CONFIG)
+    assert patches(out) == [] and out.status["phase"] == "Ready"
+    taken = {"intent-svc": f.service("intent-svc", annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}, selector={"gw": "1"})}
+    out = reconcile(ready(spec, services=taken, annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}),
+                    CONFIG)
+    [restore] = patches(out)
+    assert restore.patch["spec"]["selector"] == {"gw": None, "app": "intent-svc"}
+    assert restore.patch["metadata"]["annotations"][CUTOVER_ANNOTATION] is None
+    assert patches(out, "MultiTaskModel")[0].patch["metadata"]["annotations"][
+        TAKEN_OVER_ANNOTATION] is None
+
+
+def test_a_task_that_did_not_qualify_keeps_its_service():
+    obs = ready()
+    obs.jobs = f.finished_jobs(REV, qualified=("intent",))
+    out = reconcile(obs, CONFIG)
+    assert [p.name for p in patches(out)] == ["intent-svc"]
+    rows = {r["name"]: r for r in out.status["tasks"]}
+    assert rows["topic"]["qualified"] is False and rows["topic"]["servedBy"] == "own service"
+    assert out.status["serving"]["gpusAfter"] == 1 + 2 + 1
+
+
+def test_no_qualified_task_deploys_nothing():
+    obs = f.observed(jobs=f.finished_jobs(REV, qualified=()))
+    out = reconcile(obs, CONFIG)
+    assert out.status["phase"] == "Failed" and "qualif" in out.status["message"]
+    assert [a for a in out.actions if isinstance(a, Apply)] == []
+
+
+def test_a_failed_rollout_restores_taken_over_services():
+    services = {"intent-svc": f.service("intent-svc", annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")})}
+    deployments = {"demo-inference": f.deployment("demo-inference", REV, available=False,
+                                                  failed=True),
+                   "demo-gateway": f.deployment("demo-gateway", REV)}
+    out = reconcile(f.observed(jobs=f.finished_jobs(REV), deployments=deployments,
+                               services=services), CONFIG)
+    assert out.status["phase"] == "Failed" and "no GPU available" in out.status["message"]
+    assert [p.name for p in patches(out)] == ["intent-svc"]
+
+
+def test_a_missing_prompt_format_falls_back_with_a_warning():
+    obs = f.observed(jobs=f.finished_jobs(REV, prompt=False))
+    out = reconcile(obs, CONFIG)
+    assert "NoPromptFormat" in [e.reason for e in out.events]
+
+
+def test_finalize_restores_only_services_this_model_took_over():
+    mine = f.service("intent-svc", annotations={CUTOVER_ANNOTATION: f.cutover_record("intent-svc")})
+    other = f.service("topic-svc", annotations={CUTOVER_ANNOTATION: json.dumps(
+        {"model": "someone-else", "selector": {"x": "y"}})})
+    out = finalize(f.observed(services={"intent-svc": mine, "topic-svc": other}))
+    assert [p.name for p in patches(out)] == ["intent-svc"] and out.done
