@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from multitask_trainer.tiny_model import make_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -64,9 +63,15 @@ def mtm(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, check=False, timeout=600, **kwargs)
 
 
-def test_run_writes_the_report(example, tmp_path):
-    ws = tmp_path / "ws"
-    done = mtm("run", str(example), "--workspace", str(ws))
+@pytest.fixture(scope="module")
+def finished(example, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One complete run, shared by the tests that only read its workspace."""
+    ws = tmp_path_factory.mktemp("finished") / "ws"
+    return ws, mtm("run", str(example), "--workspace", str(ws))
+
+
+def test_run_writes_the_report(example, finished):
+    ws, done = finished
     assert done.returncode == 0, done.stdout + done.stderr
     assert "serving GPUs: 3 before" in done.stdout
     report = json.loads((ws / "report" / "results.json").read_text())
@@ -129,10 +134,59 @@ def test_ctrl_c_stops_and_a_rerun_resumes(example, tmp_path):
 
 def test_invalid_input_is_refused_before_training(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: multitask.ai/v1alpha1\nkind: MultiTaskModel\nmetadata: {name: x}\n"
-                   "spec:\n  baseModel: {path: m}\n  tasks:\n  - name: a\n    type: classification\n"
-                   "    instruction: go\n    data: {train: missing.jsonl}\n")
+    bad.write_text("apiVersion: multitask.ai/v1alpha1\nkind: MultiTaskModel\n"
+                   "metadata: {name: x}\nspec:\n  baseModel: {path: m}\n  tasks:\n"
+                   "  - name: a\n    type: classification\n    instruction: go\n"
+                   "    data: {train: missing.jsonl}\n")
     done = mtm("run", str(bad), "--workspace", str(tmp_path / "ws"))
     assert done.returncode == 1
     assert "missing.jsonl: spec.tasks[0].data.train: file not found" in done.stderr
     assert not (tmp_path / "ws").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_answers_through_the_gateway(example, finished):
+    """--serve: the exported model behind the gateway answers the qualified tasks' routes."""
+    import urllib.request
+
+    ws, first = finished
+    assert first.returncode == 0, first.stderr
+    qualified = json.loads((ws / "report" / "results.json").read_text())["qualified"]
+    port = _free_port()
+    command = [sys.executable, "-m", "multitask_operator.cli", "run", str(example),
+               "--workspace", str(ws), "--serve", "--port", str(port)]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 180
+        while not any("(Ctrl-C stops)" in line or "nothing to serve" in line
+                      for line in lines):
+            line = child.stdout.readline()
+            assert line or child.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+            lines.append(line)
+        if not qualified:
+            assert any("nothing to serve" in line for line in lines)
+            return
+        task = qualified[0]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/tasks/{task}", method="POST",
+            data=json.dumps({"input": "refund please 7"}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer["task"] == task
+        labels = {"intent": {"refund", "shipping", "cancel", "account"},
+                  "mood": {"positive", "negative"}}[task]
+        assert answer["label"] in labels
+    finally:
+        os.killpg(child.pid, signal.SIGINT)
+        child.wait(timeout=60)
