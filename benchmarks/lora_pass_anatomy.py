@@ -43,7 +43,8 @@ def timeit(model, bs, seq, label, n=10):
     )
 
 
-for attn in ["sdpa"]:  # noqa: B007 - one backend measured; the loop names it in the output
+def main() -> None:
+    attn = "sdpa"
     base = LlamaForCausalLM(cfg).to("cuda", torch.bfloat16)
     base.config._attn_implementation = attn
     timeit(base, 16, 128, f"full bf16 {attn}")
@@ -56,3 +57,7 @@ for attn in ["sdpa"]:  # noqa: B007 - one backend measured; the loop names it in
     timeit(lora, 16, 1024, f"lora all-linear bf16 {attn}")
     base.gradient_checkpointing_enable()
     timeit(lora, 16, 512, f"lora + grad ckpt {attn}")
+
+
+if __name__ == "__main__":
+    main()
