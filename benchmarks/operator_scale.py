@@ -114,8 +114,9 @@ def record(result: dict, command: str) -> None:
         f"{result['allPreparingSeconds']:.1f} s ({result['reconcilesPerSecond']:.1f} models/s) |\n"
         f"| pure reconcile core, Ready model | {result['coreCallsPerSecond']:.0f} calls/s |\n"
         f"| peak RSS of the process | {result['peakRssMiB']:.0f} MiB |\n"
-        f"| Python heap peak (tracemalloc) | {result['heapPeakMiB']:.1f} MiB |\n"
     )
+    if result["heapPeakMiB"] is not None:
+        body += f"| Python heap peak (tracemalloc) | {result['heapPeakMiB']:.1f} MiB |\n"
     start = text.find(SECTION)
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + body
@@ -129,10 +130,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--record", action="store_true", help="update benchmarks/RESULTS.md")
+    parser.add_argument("--heap", action="store_true",
+                        help="also trace the Python heap (tracemalloc slows Python code several "
+                        "times over: the timings are then lower bounds)")
     args = parser.parse_args()
-    tracemalloc.start()
+    if args.heap:
+        tracemalloc.start()
     result = asyncio.run(measure(args.models))
-    result["heapPeakMiB"] = tracemalloc.get_traced_memory()[1] / 2**20
+    result["heapPeakMiB"] = tracemalloc.get_traced_memory()[1] / 2**20 if args.heap else None
     tracemalloc.stop()
     result["coreCallsPerSecond"] = core_throughput()
     result["peakRssMiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
