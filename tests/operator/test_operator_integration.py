@@ -3,7 +3,11 @@ trainer on a tiny model. Run: .venv/bin/python -m pytest tests/operator -m integ
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+import yaml
 from multitask_operator import rbac
 
 from .harness import Cluster
@@ -61,6 +65,8 @@ async def test_apply_restart_ready_delete(tmp_path, monkeypatch, spec_factory, t
         model = await cluster.wait_phase("demo", {"Ready", "Failed"}, timeout=240)
         status = model["status"]
         assert status["phase"] == "Ready", status.get("message")
+        if os.environ.get("MTM_DUMP_READY_MODEL"):  # for docs: the object as kubectl shows it
+            Path(os.environ["MTM_DUMP_READY_MODEL"]).write_text(yaml.safe_dump(model))
         conditions = {c["type"]: c for c in status["conditions"]}
         assert all(conditions[t]["status"] == "True" for t in
                    ("Ready", "Trained", "Evaluated", "Deployed"))
