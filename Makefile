@@ -29,6 +29,7 @@ demo: install
 	@bash scripts/demo.sh
 
 test: install tools
+	$(VENV)/bin/ruff check operator trainer-image tests benchmarks examples
 	$(PY) -m pytest -q
 
 test-fast: install

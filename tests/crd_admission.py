@@ -102,7 +102,9 @@ def admission_errors(obj: dict[str, Any], crd: dict[str, Any] | None = None) -> 
             keys = node.get("x-kubernetes-list-map-keys")
             seen = [tuple(v.get(k) for k in keys) if keys else v for v in value]
             if len(seen) != len({repr(s) for s in seen}):
-                errors.append(f"{path}: duplicate entries in a list of type {node['x-kubernetes-list-type']}")
+                errors.append(
+                    f"{path}: duplicate entries in a list of type {node['x-kubernetes-list-type']}"
+                )
         for rule in node.get("x-kubernetes-validations", []):
             program = _ENV.program(_ENV.compile(rule["rule"]))
             if not bool(program.evaluate({"self": celpy.json_to_cel(value)})):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from multitask_operator.api import MultiTaskModelSpec
 from multitask_operator.cost import serving_cost
 

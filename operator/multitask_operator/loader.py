@@ -157,12 +157,18 @@ def _check_header(data: dict[str, Any], file: str, node: yaml.Node) -> list[Prob
     problems = []
     if data.get("apiVersion") != API_VERSION:
         problems.append(
-            Problem(file, locate(node, ["apiVersion"]), "apiVersion",
-                    f"must be {API_VERSION}, got {data.get('apiVersion')!r}")
+            Problem(
+                file,
+                locate(node, ["apiVersion"]),
+                "apiVersion",
+                f"must be {API_VERSION}, got {data.get('apiVersion')!r}",
+            )
         )
     if data.get("kind") != KIND:
         problems.append(
-            Problem(file, locate(node, ["kind"]), "kind", f"must be {KIND}, got {data.get('kind')!r}")
+            Problem(
+                file, locate(node, ["kind"]), "kind", f"must be {KIND}, got {data.get('kind')!r}"
+            )
         )
     return problems
 
@@ -188,8 +194,12 @@ def load_file(path: str | Path) -> LoadResult:
                 continue
             if not isinstance(data, dict):
                 result.problems.append(
-                    Problem(name, node.start_mark.line + 1, None,
-                            f"document {index} is not a mapping (a Kubernetes object)")
+                    Problem(
+                        name,
+                        node.start_mark.line + 1,
+                        None,
+                        f"document {index} is not a mapping (a Kubernetes object)",
+                    )
                 )
                 continue
             header = _check_header(data, name, node)

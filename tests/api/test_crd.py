@@ -9,10 +9,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import ValidationError
-
 from multitask_operator.api import MultiTaskModel
 from multitask_operator.api.crd import build_crd, render_crd_yaml
+from pydantic import ValidationError
+
 from tests.api.test_spec_validation import BAD_SPECS
 from tests.conftest import MINIMAL_SPEC, REPO, manifest
 from tests.crd_admission import CRD_FILE, admission_errors, load_crd, root_schema

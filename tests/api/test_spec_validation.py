@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from multitask_operator.api import MultiTaskModelSpec
 from multitask_operator.loader import format_path, validation_problems
+from pydantic import ValidationError
 
 
 def problems(spec: dict) -> list[tuple[str, str]]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from multitask_operator.cli import cli
+
 from tests.conftest import EXAMPLES, MINIMAL_SPEC, REPO, manifest
 
 ALL_EXAMPLES = sorted(EXAMPLES.glob("*/model.yaml"))

@@ -8,7 +8,6 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from multitask_operator.planner import (
     MixtureError,
     capped_size,

@@ -7,7 +7,6 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from multitask_operator.api import MultiTaskModelSpec
 from multitask_operator.planner import PlanError, build_plan, eval_split_size, stage_steps
 

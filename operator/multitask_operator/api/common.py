@@ -8,9 +8,9 @@ Unknown fields are rejected by `mtm validate`; the generated CRD drops
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -132,3 +132,18 @@ def accepted(values: Any) -> str:
     """'a, b or c' for an error message."""
     items = [str(getattr(v, "value", v)) for v in values]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def defaulted(model: type, description: str | None = None):
+    """A nested object that may be omitted: pydantic builds it from defaults, and the CRD gets
+    `default: {}` so that the API server fills the same nested defaults (CEL relies on them)."""
+    return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
+
+
+def cel(*rules: tuple[str, str]) -> dict:
+    """json_schema_extra carrying CEL rules as (expression, message) pairs."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+# A resource.Quantity-shaped string, e.g. 64Gi.
+Quantity = Annotated[str, Field(pattern=QUANTITY, examples=["64Gi"])]

@@ -17,36 +17,19 @@ from .common import (
     DEFAULT_METRIC,
     DNS1123_LABEL,
     METRICS_BY_TYPE,
-    QUANTITY,
     ApiModel,
-    Cutover,
-    Engine,
     Keep,
     Metric,
-    Runtime,
     TaskFiltering,
     TaskType,
     Taxonomy,
-    TrainingMethod,
     accepted,
+    cel,
+    defaulted,
     field_error,
 )
-
-
-def defaulted(model: type, description: str | None = None):
-    """A nested object that may be omitted: pydantic builds it from defaults, and the CRD gets
-    `default: {}` so that the API server fills the same nested defaults (CEL relies on them)."""
-    return Field(
-        default_factory=model, description=description, json_schema_extra={"default": {}}
-    )
-
-
-def cel(*rules: tuple[str, str]) -> dict:
-    """json_schema_extra carrying CEL rules as (expression, message) pairs."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
-
-
-Quantity = Annotated[str, Field(pattern=QUANTITY, examples=["64Gi"])]
+from .serving import Serving
+from .training import Training
 
 # Accepted forms of a data location; see `multitask_operator.datafiles.parse_location`.
 DATA_SCHEMES = ("pvc://", "http://", "https://", "s3://", "hf://datasets/")
@@ -307,7 +290,8 @@ class Stage2(ApiModel):
         le=1000,
         description=(
             "tau in p_i = min(n_i, K)^(1/tau) / sum_j min(n_j, K)^(1/tau): 1 is "
-            "examples-proportional, larger flattens toward uniform. Paper: 1.43, 2, 3.33. Default 2."
+            "examples-proportional, larger flattens toward uniform. "
+            "Paper: 1.43, 2, 3.33. Default 2."
         ),
     )
     dataset_size_limit: int = Field(
@@ -352,167 +336,6 @@ class Recipe(ApiModel):
     )
     train_baselines: bool = Field(
         False, description="Train single-task baselines for tasks without baseline.score."
-    )
-
-
-# --------------------------------------------------------------------------- training
-
-
-class LoraSpec(ApiModel):
-    r: int = Field(16, ge=1, le=1024, description="LoRA rank. Default 16.")
-    alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r). Default 32.")
-    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout. Default 0.05.")
-    target_modules: list[str] | None = Field(
-        None, description="Module names to adapt; default: all linear layers."
-    )
-
-
-class Toleration(ApiModel):
-    key: str | None = None
-    operator: str | None = Field(None, pattern=r"^(Exists|Equal)$")
-    value: str | None = None
-    effect: str | None = Field(None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
-    toleration_seconds: int | None = None
-
-
-class TrainingResources(ApiModel):
-    gpus: int = Field(1, ge=0, le=64, description="GPUs per node (nvidia.com/gpu). Default 1.")
-    cpu: Quantity | None = Field(None, description="CPU request per node, e.g. 8.")
-    memory: Quantity = Field("64Gi", description="Memory per node. Default 64Gi.")
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="nodeSelector for training pods."
-    )
-    tolerations: list[Toleration] = Field(
-        default_factory=list, description="Tolerations for training pods."
-    )
-
-
-class Workspace(ApiModel):
-    claim_name: str | None = Field(
-        None,
-        description="Existing ReadWriteMany/ReadWriteOnce PVC to use; default: the operator "
-        "creates one owned by the object.",
-    )
-    size: Quantity = Field("200Gi", description="Size of the PVC the operator creates.")
-    storage_class_name: str | None = Field(None, description="StorageClass of that PVC.")
-
-
-class Training(ApiModel):
-    model_config = {
-        "json_schema_extra": cel(
-            (
-                "!has(self.nodes) || self.nodes == 1 || !has(self.runtime) || "
-                "self.runtime != 'job'",
-                "training.nodes > 1 needs runtime jobset, kubeflow or indexedJob",
-            )
-        )
-    }
-
-    method: TrainingMethod = Field(
-        TrainingMethod.LORA, description="lora (default, via peft) or full fine-tuning."
-    )
-    lora: LoraSpec = defaulted(LoraSpec)
-    learning_rate: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="Peak learning rate. Default 2e-4 for lora, 2e-5 for full.",
-    )
-    warmup_ratio: float = Field(
-        0.03, ge=0, lt=1, description="Share of steps for linear warmup. Default 0.03."
-    )
-    batch_size: int = Field(
-        16, ge=1, le=65536, description="Examples per optimizer step, all devices. Default 16."
-    )
-    max_seq_length: int = Field(
-        1024,
-        ge=16,
-        le=1048576,
-        description="Tokens per example; longer prompts are truncated on the input side.",
-    )
-    max_steps: int | None = Field(None, ge=1, description="Optional hard cap on steps per stage.")
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
-    checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints. Default 200.")
-    seed: int = Field(0, ge=0, description="Seed of sampling, splits and initialization.")
-    resources: TrainingResources = defaulted(TrainingResources)
-    nodes: int = Field(1, ge=1, le=1024, description="Nodes per training stage. Default 1.")
-    runtime: Runtime = Field(
-        Runtime.JOB,
-        description="job (1 node), jobset, kubeflow (Trainer TrainJob) or indexedJob.",
-    )
-    workspace: Workspace = defaulted(Workspace)
-    queue_name: str | None = Field(None, description="Kueue LocalQueue for the training Jobs.")
-
-    @model_validator(mode="after")
-    def _runtime_fits_nodes(self) -> Training:
-        if self.nodes > 1 and self.runtime == Runtime.JOB:
-            raise field_error(
-                "runtime",
-                f"training.nodes is {self.nodes} but runtime 'job' runs one node; "
-                "use jobset, kubeflow or indexedJob",
-            )
-        return self
-
-    @property
-    def effective_learning_rate(self) -> float:
-        if self.learning_rate is not None:
-            return self.learning_rate
-        return 2e-4 if self.method == TrainingMethod.LORA else 2e-5
-
-
-# --------------------------------------------------------------------------- serving
-
-
-class Autoscaling(ApiModel):
-    model_config = {
-        "json_schema_extra": cel(
-            ("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas")
-        )
-    }
-
-    min_replicas: int = Field(1, ge=1, description="Fewest inference replicas. Default 1.")
-    max_replicas: int = Field(ge=1, description="Most inference replicas.")
-    target_queue_size: float = Field(
-        10, gt=0, description="Queued requests per replica the HPA aims for. Default 10."
-    )
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Autoscaling:
-        if self.max_replicas < self.min_replicas:
-            raise field_error(
-                "maxReplicas",
-                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})",
-            )
-        return self
-
-
-class ServingResources(ApiModel):
-    gpus: int = Field(1, ge=0, le=64, description="GPUs per inference replica. Default 1.")
-    memory: Quantity | None = Field(None, description="Memory per inference replica.")
-
-
-class Serving(ApiModel):
-    engine: Engine = Field(Engine.TGI, description="tgi (default) or vllm.")
-    image: str | None = Field(
-        None, description="Inference image with a pinned tag; default from the operator config."
-    )
-    replicas: int = Field(1, ge=1, le=1000, description="Inference replicas. Default 1.")
-    autoscaling: Autoscaling | None = Field(
-        None, description="Scale replicas on the engine's queue size instead of replicas."
-    )
-    resources: ServingResources = defaulted(ServingResources)
-    max_input_tokens: int | None = Field(
-        None, ge=1, description="Longest prompt served. Default training.maxSeqLength."
-    )
-    max_total_tokens: int | None = Field(
-        None, ge=2, description="Prompt plus generated tokens. Default maxInputTokens + 512."
-    )
-    cutover: Cutover = Field(
-        Cutover.AUTO,
-        description=(
-            "Auto repoints qualified tasks' Services to the gateway; Manual waits for the "
-            "annotation multitask.ai/approve-cutover; Off never touches them."
-        ),
     )
 
 
@@ -565,7 +388,9 @@ class MultiTaskModelSpec(ApiModel):
         keep = self.recipe.keep
         if keep in (Keep.CLASSIFICATION, Keep.GENERATION):
             if not any(t.type == keep for t in self.tasks):
-                raise field_error("recipe.keep", f"recipe.keep is {keep} but no task has type {keep}")
+                raise field_error(
+                    "recipe.keep", f"recipe.keep is {keep} but no task has type {keep}"
+                )
             if self.recipe.task_filtering == TaskFiltering.NONE:
                 raise field_error(
                     "recipe.keep",
@@ -576,4 +401,3 @@ class MultiTaskModelSpec(ApiModel):
 
     def task(self, name: str) -> Task:
         return next(t for t in self.tasks if t.name == name)
-

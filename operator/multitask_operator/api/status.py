@@ -1,4 +1,4 @@
-"""`MultiTaskModel.status`: what the operator (or `mtm run`) observed. Written, never read from users.
+"""`MultiTaskModel.status`: what the operator (or `mtm run`) observed; never written by users.
 
 The plan models are shared with the planner: `status.plan` is exactly the planner's output.
 """
@@ -35,7 +35,9 @@ class TaskPlan(StatusModel):
 
     name: str
     type: str
-    taxonomy: str | None = Field(None, description="Binary, ordinal or multiclass (declared or inferred).")
+    taxonomy: str | None = Field(
+        None, description="Binary, ordinal or multiclass (declared or inferred)."
+    )
     group: str = Field(description="The filtering group the task falls in.")
     included: bool = Field(description="Whether the unified model serves the task.")
     reason: str = Field(description="Why the task is in or out.")
@@ -44,14 +46,18 @@ class TaskPlan(StatusModel):
 
 
 class StagePlan(StatusModel):
-    name: str = Field(description="stage1, stage2 (suffixed -GROUP with all-as-adapters) or baseline-TASK.")
+    name: str = Field(
+        description="stage1, stage2 (suffixed -GROUP with all-as-adapters) or baseline-TASK."
+    )
     kind: str = Field(description="stage1, stage2 or baseline.")
     group: str | None = Field(None, description="The adapter group a stage trains.")
     tasks: list[str]
     weights: dict[str, float] = Field(description="Sampling probability per task; sums to 1.")
     epochs: float
     epoch_examples: int = Field(description="Examples in one epoch of this stage's mixture.")
-    steps: int = Field(description="Optimizer steps: ceil(epochs x epochExamples / batchSize), capped by maxSteps.")
+    steps: int = Field(
+        description="Optimizer steps: ceil(epochs x epochExamples / batchSize), capped by maxSteps."
+    )
     expected_passes: dict[str, float] = Field(
         description="Expected passes over each task's data: steps x batchSize x weight / examples."
     )
@@ -88,9 +94,13 @@ class ServingStatus(StatusModel):
     endpoint: str | None = Field(None, description="The gateway's in-cluster URL.")
     revision: str | None = Field(None, description="Training revision being served.")
     gpus_before: int | None = Field(None, description="GPUs behind the per-task services before.")
-    gpus_after: int | None = Field(None, description="GPUs of the unified deployment plus the services left.")
+    gpus_after: int | None = Field(
+        None, description="GPUs of the unified deployment plus the services left."
+    )
     cost_reduction: float | None = Field(None, description="1 - gpusAfter / gpusBefore.")
-    cost_saving: str | None = Field(None, description="costReduction as a percentage, for kubectl get.")
+    cost_saving: str | None = Field(
+        None, description="costReduction as a percentage, for kubectl get."
+    )
 
 
 class MultiTaskModelStatus(StatusModel):

@@ -26,14 +26,22 @@ if TYPE_CHECKING:
 READY_TIMEOUT_SECONDS = 120
 
 
-def routed_tasks(export_dir: Path, qualified: list[str], services: dict[str, str]) -> list[RoutedTask]:
+def routed_tasks(
+    export_dir: Path, qualified: list[str], services: dict[str, str]
+) -> list[RoutedTask]:
     """The qualified tasks as the export describes them (labels as trained)."""
     exported = json.loads((export_dir / "tasks.json").read_text())["tasks"]
     return [
-        RoutedTask(name=t["name"], type=t["type"], instruction=t["instruction"],
-                   labels=tuple(t["labels"]) if t.get("labels") else None,
-                   adapter=t.get("adapter"), service=services.get(t["name"]))
-        for t in exported if t["name"] in qualified
+        RoutedTask(
+            name=t["name"],
+            type=t["type"],
+            instruction=t["instruction"],
+            labels=tuple(t["labels"]) if t.get("labels") else None,
+            adapter=t.get("adapter"),
+            service=services.get(t["name"]),
+        )
+        for t in exported
+        if t["name"] in qualified
     ]
 
 
@@ -54,8 +62,10 @@ def _wait_healthy(url: str, child: subprocess.Popen, what: str) -> None:
 
 def _example_curl(port: int, task: RoutedTask) -> str:
     body = json.dumps({"input": "Hello, I want my money back for the laptop, order #A1234."})
-    return (f"curl -s localhost:{port}/v1/tasks/{task.name} -H 'Content-Type: application/json' "
-            f"-d '{body}'")
+    return (
+        f"curl -s localhost:{port}/v1/tasks/{task.name} -H 'Content-Type: application/json' "
+        f"-d '{body}'"
+    )
 
 
 def serve_locally(result: RunResult, port: int) -> None:
@@ -78,12 +88,25 @@ def serve_locally(result: RunResult, port: int) -> None:
     upstream_port = port + 1
     children: list[subprocess.Popen] = []
     try:
-        model = subprocess.Popen([*mtm, "serve-model", str(export_dir), "--port", str(upstream_port)])
+        model = subprocess.Popen(
+            [*mtm, "serve-model", str(export_dir), "--port", str(upstream_port)]
+        )
         children.append(model)
         _wait_healthy(f"http://127.0.0.1:{upstream_port}/health", model, "the model server")
-        gateway = subprocess.Popen([*mtm, "gateway", "--config", str(config_file), "--upstream",
-                                    f"http://127.0.0.1:{upstream_port}", "--host", "127.0.0.1",
-                                    "--port", str(port)])
+        gateway = subprocess.Popen(
+            [
+                *mtm,
+                "gateway",
+                "--config",
+                str(config_file),
+                "--upstream",
+                f"http://127.0.0.1:{upstream_port}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
+        )
         children.append(gateway)
         _wait_healthy(f"http://127.0.0.1:{port}/health", gateway, "the gateway")
         print(f"serving {len(tasks)} tasks on http://127.0.0.1:{port} (Ctrl-C stops); try:")

@@ -1,0 +1,60 @@
+"""`spec.serving`: the unified inference deployment. Part of the spec tree of spec.py."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from .common import ApiModel, Cutover, Engine, Quantity, cel, defaulted, field_error
+
+
+class Autoscaling(ApiModel):
+    model_config = {
+        "json_schema_extra": cel(
+            ("self.maxReplicas >= self.minReplicas", "maxReplicas must be >= minReplicas")
+        )
+    }
+
+    min_replicas: int = Field(1, ge=1, description="Fewest inference replicas. Default 1.")
+    max_replicas: int = Field(ge=1, description="Most inference replicas.")
+    target_queue_size: float = Field(
+        10, gt=0, description="Queued requests per replica the HPA aims for. Default 10."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise field_error(
+                "maxReplicas",
+                f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})",
+            )
+        return self
+
+
+class ServingResources(ApiModel):
+    gpus: int = Field(1, ge=0, le=64, description="GPUs per inference replica. Default 1.")
+    memory: Quantity | None = Field(None, description="Memory per inference replica.")
+
+
+class Serving(ApiModel):
+    engine: Engine = Field(Engine.TGI, description="tgi (default) or vllm.")
+    image: str | None = Field(
+        None, description="Inference image with a pinned tag; default from the operator config."
+    )
+    replicas: int = Field(1, ge=1, le=1000, description="Inference replicas. Default 1.")
+    autoscaling: Autoscaling | None = Field(
+        None, description="Scale replicas on the engine's queue size instead of replicas."
+    )
+    resources: ServingResources = defaulted(ServingResources)
+    max_input_tokens: int | None = Field(
+        None, ge=1, description="Longest prompt served. Default training.maxSeqLength."
+    )
+    max_total_tokens: int | None = Field(
+        None, ge=2, description="Prompt plus generated tokens. Default maxInputTokens + 512."
+    )
+    cutover: Cutover = Field(
+        Cutover.AUTO,
+        description=(
+            "Auto repoints qualified tasks' Services to the gateway; Manual waits for the "
+            "annotation multitask.ai/approve-cutover; Off never touches them."
+        ),
+    )

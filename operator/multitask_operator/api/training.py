@@ -1,0 +1,109 @@
+"""`spec.training`: how and where the recipe's stages train. Part of the spec tree of spec.py."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from .common import ApiModel, Quantity, Runtime, TrainingMethod, cel, defaulted, field_error
+
+
+class LoraSpec(ApiModel):
+    r: int = Field(16, ge=1, le=1024, description="LoRA rank. Default 16.")
+    alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r). Default 32.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout. Default 0.05.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt; default: all linear layers."
+    )
+
+
+class Toleration(ApiModel):
+    key: str | None = None
+    operator: str | None = Field(None, pattern=r"^(Exists|Equal)$")
+    value: str | None = None
+    effect: str | None = Field(None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
+    toleration_seconds: int | None = None
+
+
+class TrainingResources(ApiModel):
+    gpus: int = Field(1, ge=0, le=64, description="GPUs per node (nvidia.com/gpu). Default 1.")
+    cpu: Quantity | None = Field(None, description="CPU request per node, e.g. 8.")
+    memory: Quantity = Field("64Gi", description="Memory per node. Default 64Gi.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="nodeSelector for training pods."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations for training pods."
+    )
+
+
+class Workspace(ApiModel):
+    claim_name: str | None = Field(
+        None,
+        description="Existing ReadWriteMany/ReadWriteOnce PVC to use; default: the operator "
+        "creates one owned by the object.",
+    )
+    size: Quantity = Field("200Gi", description="Size of the PVC the operator creates.")
+    storage_class_name: str | None = Field(None, description="StorageClass of that PVC.")
+
+
+class Training(ApiModel):
+    model_config = {
+        "json_schema_extra": cel(
+            (
+                "!has(self.nodes) || self.nodes == 1 || !has(self.runtime) || "
+                "self.runtime != 'job'",
+                "training.nodes > 1 needs runtime jobset, kubeflow or indexedJob",
+            )
+        )
+    }
+
+    method: TrainingMethod = Field(
+        TrainingMethod.LORA, description="lora (default, via peft) or full fine-tuning."
+    )
+    lora: LoraSpec = defaulted(LoraSpec)
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Peak learning rate. Default 2e-4 for lora, 2e-5 for full.",
+    )
+    warmup_ratio: float = Field(
+        0.03, ge=0, lt=1, description="Share of steps for linear warmup. Default 0.03."
+    )
+    batch_size: int = Field(
+        16, ge=1, le=65536, description="Examples per optimizer step, all devices. Default 16."
+    )
+    max_seq_length: int = Field(
+        1024,
+        ge=16,
+        le=1048576,
+        description="Tokens per example; longer prompts are truncated on the input side.",
+    )
+    max_steps: int | None = Field(None, ge=1, description="Optional hard cap on steps per stage.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints. Default 200.")
+    seed: int = Field(0, ge=0, description="Seed of sampling, splits and initialization.")
+    resources: TrainingResources = defaulted(TrainingResources)
+    nodes: int = Field(1, ge=1, le=1024, description="Nodes per training stage. Default 1.")
+    runtime: Runtime = Field(
+        Runtime.JOB,
+        description="job (1 node), jobset, kubeflow (Trainer TrainJob) or indexedJob.",
+    )
+    workspace: Workspace = defaulted(Workspace)
+    queue_name: str | None = Field(None, description="Kueue LocalQueue for the training Jobs.")
+
+    @model_validator(mode="after")
+    def _runtime_fits_nodes(self) -> Training:
+        if self.nodes > 1 and self.runtime == Runtime.JOB:
+            raise field_error(
+                "runtime",
+                f"training.nodes is {self.nodes} but runtime 'job' runs one node; "
+                "use jobset, kubeflow or indexedJob",
+            )
+        return self
+
+    @property
+    def effective_learning_rate(self) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 2e-4 if self.method == TrainingMethod.LORA else 2e-5
