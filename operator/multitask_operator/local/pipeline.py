@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..api.status import Plan
-from ..loader import Document, check_data, load_file
+from ..loader import DataSummary, Document, check_data, load_file
 from ..planner import build_plan
 from ..tables import render_plan_table
 from ..workspace import Workspace
@@ -39,15 +39,18 @@ class RunResult:
     document: Document
 
 
-def load_document(file: str, name: str | None) -> Document:
+def load_document(file: str, name: str | None) -> tuple[Document, DataSummary]:
+    """The chosen document and what its local data holds; RunRefused lists every problem."""
     result = load_file(file)
     problems = [str(p) for p in result.problems]
     docs = [d for d in result.documents if name is None or d.model.metadata.name == name]
     if not problems and len(docs) != 1:
         names = ", ".join(d.model.metadata.name for d in result.documents)
         problems.append(
-            f"{file}: no MultiTaskModel named {name}; found: {names}" if name else
-            f"{file}: holds {len(docs)} MultiTaskModels ({names}); choose one with --name")
+            f"{file}: no MultiTaskModel named {name}; found: {names}"
+            if name
+            else f"{file}: holds {len(docs)} MultiTaskModels ({names}); choose one with --name"
+        )
     if problems:
         raise RunRefused(problems)
     doc = docs[0]
@@ -55,27 +58,35 @@ def load_document(file: str, name: str | None) -> Document:
     problems = [str(p) for p in data.problems]
     for task, location in data.remote.items():
         if location.startswith("pvc://"):
-            problems.append(f"{file}: task {task}: {location} is a cluster volume; mtm run needs "
-                            "a local path, http(s)://, s3:// or hf://datasets/ location")
+            problems.append(
+                f"{file}: task {task}: {location} is a cluster volume; mtm run needs "
+                "a local path, http(s)://, s3:// or hf://datasets/ location"
+            )
     if problems:
         raise RunRefused(problems)
-    return doc
+    return doc, data
 
 
-def run_pipeline(file: str, workspace: Path | None = None, name: str | None = None,
-                 fresh: bool = False, display: RunDisplay | None = None) -> RunResult:
+def run_pipeline(
+    file: str,
+    workspace: Path | None = None,
+    name: str | None = None,
+    fresh: bool = False,
+    display: RunDisplay | None = None,
+) -> RunResult:
     display = display or RunDisplay()
-    doc = load_document(file, name)
+    doc, data = load_document(file, name)
     model_name = doc.model.metadata.name
     ws = Workspace(workspace or Path("workspace") / model_name)
     if fresh and ws.root.exists():
         shutil.rmtree(ws.root)
         display.note(f"--fresh: removed {ws.root}")
 
-    data = check_data(doc)
     if not data.remote:  # the plan the trainer will compute, shown before anything runs
-        render_plan_table(build_plan(doc.model.spec, data.counts, data.labels),
-                     f"MultiTaskModel {model_name}: plan")
+        render_plan_table(
+            build_plan(doc.model.spec, data.counts, data.labels),
+            f"MultiTaskModel {model_name}: plan",
+        )
     display.note(f"workspace: {ws.root}")
 
     def run(step_name: str, args: tuple[str, ...], total: int | None) -> None:

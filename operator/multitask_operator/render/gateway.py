@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from typing import Any
 
 from ..api.spec import MultiTaskModelSpec
@@ -53,10 +54,8 @@ def gateway_config(
     if not tasks:
         raise ValueError("the gateway needs at least one task to route")
     if isinstance(prompt_format, PromptFormat):
-        fmt = {"prefix": prompt_format.prefix, "suffix": prompt_format.suffix,
-               "source": prompt_format.source}
-    else:
-        fmt = {k: prompt_format[k] for k in ("prefix", "suffix", "source") if k in prompt_format}
+        prompt_format = asdict(prompt_format)
+    fmt = {k: prompt_format[k] for k in ("prefix", "suffix", "source") if k in prompt_format}
     max_input, max_total = token_limits(spec)
     generation_budget = max_total - max_input
     return {
@@ -115,11 +114,16 @@ def render_gateway_deployment(
         "image": config.gateway_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": [
-            "mtm", "gateway",
-            "--config", f"{CONFIG_DIR}/{CONFIG_KEY}",
-            "--upstream", inference_url(name, namespace),
-            "--engine", str(spec.serving.engine),
-            "--port", str(PORT),
+            "mtm",
+            "gateway",
+            "--config",
+            f"{CONFIG_DIR}/{CONFIG_KEY}",
+            "--upstream",
+            inference_url(name, namespace),
+            "--engine",
+            str(spec.serving.engine),
+            "--port",
+            str(PORT),
         ],
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
@@ -153,7 +157,11 @@ def render_gateway_deployment(
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": object_meta(
-            naming.gateway_name(name), namespace, name, uid, COMPONENT,
+            naming.gateway_name(name),
+            namespace,
+            name,
+            uid,
+            COMPONENT,
             annotations={REVISION_ANNOTATION: revision},
         ),
         "spec": {
