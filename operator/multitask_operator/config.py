@@ -33,6 +33,8 @@ class OperatorConfig:
     workspace_access_mode: str = "ReadWriteOnce"
     # Namespaces to watch; empty means the whole cluster.
     watch_namespaces: list[str] = field(default_factory=list)
+    # The ClusterTrainingRuntime that spec.training.runtime kubeflow TrainJobs reference.
+    kubeflow_runtime: str = "torch-distributed"
 
     ENV = {
         "trainer_image": "MTM_TRAINER_IMAGE",
@@ -43,6 +45,7 @@ class OperatorConfig:
         "workspace_storage_class": "MTM_WORKSPACE_STORAGE_CLASS",
         "workspace_access_mode": "MTM_WORKSPACE_ACCESS_MODE",
         "watch_namespaces": "MTM_WATCH_NAMESPACES",
+        "kubeflow_runtime": "MTM_KUBEFLOW_RUNTIME",
     }
 
     @classmethod

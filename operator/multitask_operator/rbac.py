@@ -80,18 +80,24 @@ RULES: tuple[Rule, ...] = (
          "removed."),
     Rule("", ("services",), ("create", "get", "patch", "delete"),
          "inference and gateway Services; per-task Services read, repointed on cutover and "
-         "restored."),
+         "restored; the headless rendezvous Service of a runtime indexedJob stage."),
     Rule("", ("configmaps",), ("create", "get", "patch", "delete"),
          "the gateway's task table (instructions, labels, Host names)."),
     Rule("policy", ("poddisruptionbudgets",), ("create", "get", "patch", "delete"),
-         "inference Deployment disruption budget."),
+         "inference and gateway disruption budgets: applied, and the inference one deleted "
+         "when the spec allows a single replica."),
     Rule("autoscaling", ("horizontalpodautoscalers",), ("create", "get", "patch", "delete"),
-         "spec.serving.autoscaling."),
+         "spec.serving.autoscaling: inference (queue) and gateway (CPU) HPAs, applied, and "
+         "deleted when autoscaling is turned off."),
     Rule("", ("events",), ("create",), "kopf posts an Event on every transition and failure."),
-    Rule("jobset.x-k8s.io", ("jobsets",), ("create", "get", "list", "watch", "delete"),
-         "multi-node training with spec.training.runtime: jobset.", when=(JOBSET,)),
-    Rule("trainer.kubeflow.org", ("trainjobs",), ("create", "get", "list", "watch", "delete"),
-         "multi-node training with spec.training.runtime: kubeflow.", when=(KUBEFLOW,)),
+    # No watch: their child Jobs carry the model's labels, so the watch on Jobs wakes the model.
+    # Whether the cluster serves them is read from API discovery, which needs no rule.
+    Rule("jobset.x-k8s.io", ("jobsets",), ("create", "get", "list", "delete"),
+         "multi-node training with spec.training.runtime: jobset: created once per stage, "
+         "listed for their status, deleted on retry.", when=(JOBSET,)),
+    Rule("trainer.kubeflow.org", ("trainjobs",), ("create", "get", "list", "delete"),
+         "multi-node training with spec.training.runtime: kubeflow: created once per stage, "
+         "listed for their status, deleted on retry.", when=(KUBEFLOW,)),
     # --- kopf itself -------------------------------------------------------------------------
     Rule("apiextensions.k8s.io", ("customresourcedefinitions",), ("list", "watch"),
          "kopf notices CRDs created or changed after it started.", cluster_scoped=True),

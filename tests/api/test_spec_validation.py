@@ -138,6 +138,11 @@ BAD_SPECS = [
         "use jobset, kubeflow or indexedJob",
     ),
     (
+        lambda s: s.update(training={"fsdp": True, "resources": {"gpus": 0}}),
+        "spec.training.fsdp",
+        "needs resources.gpus >= 1",
+    ),
+    (
         lambda s: s.update(training={"resources": {"memory": "lots"}}),
         "spec.training.resources.memory",
         "match pattern",

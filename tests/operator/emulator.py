@@ -7,7 +7,8 @@ kmock 0.8 stores objects as merged JSON and nothing more. Added here:
   status (so the operator's status and the test kubelet's Job status cannot clobber spec);
 - equality-based label selectors (`k=v`, `k!=v`, `k`, `!k`) on list and watch;
 - pod logs (GET .../pods/NAME/log) served from `logs`, which the test kubelet appends to;
-- discovery of the MultiTaskModel CRD and the built-in kinds the operator uses;
+- discovery of the MultiTaskModel CRD and the built-in kinds the operator uses, and of the
+  JobSet / TrainJob CRDs when a test installs them (`crds`);
 - a lock-free watch bus (`QueueBus`), so that stopping an operator mid-watch cannot hang it;
 - a bounded request record (kmock keeps all, and matching scans them: quadratic).
 Object creations are counted per (plural, name) in `created` for the no-duplicates checks.
@@ -34,6 +35,13 @@ BUILTINS = {
     "v1/events": ("Event", set()), "batch/v1/jobs": ("Job", {"status"}),
     "apps/v1/deployments": ("Deployment", {"status"}),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
+    "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", {"status"}),
+}
+# Custom resources of the optional training runtimes, served only when a test installs them
+# (`Emulator(crds={"jobset"})`), as a cluster serves them once their CRDs are applied.
+RUNTIME_CRDS = {
+    "jobset": ("jobset.x-k8s.io/v1alpha2/jobsets", "JobSet"),
+    "kubeflow": ("trainer.kubeflow.org/v1alpha1/trainjobs", "TrainJob"),
 }
 
 
@@ -92,6 +100,7 @@ class Emulator(KubernetesEmulator):
     # (User-Agent, API group, resource[/subresource], verb) of every request: what RBAC must allow.
     calls: set = attrs.field(factory=set)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1))
+    crds: frozenset = attrs.field(factory=frozenset)  # names from RUNTIME_CRDS to serve
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -101,6 +110,10 @@ class Emulator(KubernetesEmulator):
         for key, (kind, subresources) in BUILTINS.items():
             self.resources[key] = ResourceInfo(kind=kind, namespaced=True, verbs=VERBS,
                                                subresources=subresources)
+        for crd in self.crds:
+            key, kind = RUNTIME_CRDS[crd]
+            self.resources[key] = ResourceInfo(kind=kind, namespaced=True, verbs=VERBS,
+                                               subresources={"status"})
         # kopf waits for namespaces to be discoverable even cluster-wide (it never lists them
         # then), and watches CRDs to notice resources that appear after it started.
         self.resources["v1/namespaces"] = ResourceInfo(kind="Namespace", namespaced=False,

@@ -43,8 +43,9 @@ class Cluster:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def start(cls, root: Path, monkeypatch: Any):
-        emulator = Emulator()
+    async def start(cls, root: Path, monkeypatch: Any, crds: frozenset[str] = frozenset()):
+        """`crds`: optional runtimes whose CRDs the cluster has ("jobset", "kubeflow")."""
+        emulator = Emulator(crds=frozenset(crds))
         async with emulator, Server(emulator) as server:
             url = str(server.url).rstrip("/")
             kubeconfig = root / "kubeconfig"
@@ -127,5 +128,5 @@ class Cluster:
         return [dict(obj) for (resource, _, _), obj in self.emulator.objects.items()
                 if resource.plural == "events" and not obj.deleted]
 
-    def jobs_created(self) -> dict[str, int]:
-        return {name: n for (plural, name), n in self.emulator.created.items() if plural == "jobs"}
+    def jobs_created(self, plural: str = "jobs") -> dict[str, int]:
+        return {name: n for (p, name), n in self.emulator.created.items() if p == plural}

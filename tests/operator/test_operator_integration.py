@@ -24,7 +24,10 @@ async def test_an_invalid_spec_fails_with_the_field_path(tmp_path, monkeypatch, 
         model = await cluster.wait_phase("bad", {"Failed"}, timeout=30)
         assert "spec.tasks[0].metric" in model["status"]["message"]
         assert cluster.jobs_created() == {}
-        assert any(e.get("reason") == "InvalidSpec" for e in cluster.events())
+
+        async def invalid_spec_event():  # kopf posts Events in the background, after the patch
+            return any(e.get("reason") == "InvalidSpec" for e in cluster.events())
+        await cluster.wait(invalid_spec_event, 10, "the InvalidSpec Event")
 
 
 async def old_services(cluster: Cluster) -> None:
@@ -135,5 +138,8 @@ async def test_a_failing_job_fails_the_model_with_its_message(tmp_path, monkeypa
         assert conditions["Ready"]["reason"] == "JobFailed"
         # Bad input fails the Job at once (podFailurePolicy), without burning retries.
         assert len(cluster.kubelet.started) == 1 and len(cluster.jobs_created()) == 1
-        assert any(e.get("reason") == "JobFailed" and e.get("type") == "Warning"
-                   for e in cluster.events())
+
+        async def job_failed_warning():  # posted in the background, may trail the status
+            return any(e.get("reason") == "JobFailed" and e.get("type") == "Warning"
+                       for e in cluster.events())
+        await cluster.wait(job_failed_warning, 10, "the JobFailed warning Event")

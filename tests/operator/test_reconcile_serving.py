@@ -8,6 +8,7 @@ from multitask_operator.api.spec import MultiTaskModelSpec
 from multitask_operator.config import OperatorConfig
 from multitask_operator.reconcile import (
     APPROVE_ANNOTATION,
+    Absent,
     Apply,
     Patch,
     finalize,
@@ -15,6 +16,8 @@ from multitask_operator.reconcile import (
     training_revision,
 )
 from multitask_operator.reconcile.cutover import CUTOVER_ANNOTATION, TAKEN_OVER_ANNOTATION
+from multitask_operator.reconcile.observed import deployment_state
+from multitask_operator.render.meta import REVISION_ANNOTATION
 
 from . import factories as f
 
@@ -158,3 +161,105 @@ def test_finalize_restores_only_services_this_model_took_over():
         {"model": "someone-else", "selector": {"x": "y"}})})
     out = finalize(f.observed(services={"intent-svc": mine, "topic-svc": other}))
     assert [p.name for p in patches(out)] == ["intent-svc"] and out.done
+
+
+# --- scaling: HPAs, disruption budgets, replicas -------------------------------------------
+
+def applied(outcome) -> list[tuple[str, str]]:
+    return [(a.obj["kind"], a.obj["metadata"]["name"]) for a in outcome.actions
+            if isinstance(a, Apply)]
+
+
+def absent(outcome) -> set[tuple[str, str]]:
+    return {(a.kind, a.name) for a in outcome.actions if isinstance(a, Absent)}
+
+
+def test_autoscaling_applies_both_hpas_and_both_budgets_after_their_deployments():
+    spec = f.spec(serving={"autoscaling": {"minReplicas": 2, "maxReplicas": 5}})
+    out = reconcile(ready(spec), CONFIG)
+    assert applied(out) == [
+        ("Deployment", "demo-inference"), ("Service", "demo-inference"),
+        ("HorizontalPodAutoscaler", "demo-inference"), ("PodDisruptionBudget", "demo-inference"),
+        ("ConfigMap", "demo-gateway-config"), ("Deployment", "demo-gateway"),
+        ("Service", "demo-gateway"), ("HorizontalPodAutoscaler", "demo-gateway"),
+        ("PodDisruptionBudget", "demo-gateway")]
+    assert absent(out) == set()
+    objects = {(a.obj["kind"], a.obj["metadata"]["name"]): a.obj for a in out.actions
+               if isinstance(a, Apply)}
+    assert "replicas" not in objects[("Deployment", "demo-inference")]["spec"]
+    assert "replicas" not in objects[("Deployment", "demo-gateway")]["spec"]
+    assert objects[("HorizontalPodAutoscaler", "demo-inference")]["spec"]["metrics"][0][
+        "pods"]["metric"]["name"] == "tgi_queue_size"
+
+
+def test_without_autoscaling_the_hpas_and_a_single_replica_budget_are_removed():
+    out = reconcile(ready(), CONFIG)
+    assert absent(out) == {("HorizontalPodAutoscaler", "demo-inference"),
+                           ("HorizontalPodAutoscaler", "demo-gateway"),
+                           ("PodDisruptionBudget", "demo-inference")}
+    # Only objects this model owns are removed.
+    assert {a.owner_uid for a in out.actions if isinstance(a, Absent)} == {f.UID}
+    replicated = reconcile(ready(f.spec(serving={"replicas": 3})), CONFIG)
+    assert ("PodDisruptionBudget", "demo-inference") in applied(replicated)
+    assert absent(replicated) == {("HorizontalPodAutoscaler", "demo-inference"),
+                                  ("HorizontalPodAutoscaler", "demo-gateway")}
+    deployment = next(a.obj for a in replicated.actions if isinstance(a, Apply)
+                      and a.obj["metadata"]["name"] == "demo-inference")
+    assert deployment["spec"]["replicas"] == 3
+
+
+def test_status_reports_the_replicas_the_hpa_chose():
+    spec = f.spec(serving={"autoscaling": {"minReplicas": 1, "maxReplicas": 5}})
+    obs = ready(spec)
+    rev = training_revision(MultiTaskModelSpec.model_validate(spec))
+    obs.deployments["demo-inference"] = deployment_state({
+        "metadata": {"name": "demo-inference", "generation": 4},
+        "spec": {"replicas": 4,
+                 "template": {"metadata": {"annotations": {REVISION_ANNOTATION: rev}}}},
+        "status": {"observedGeneration": 4, "updatedReplicas": 4, "availableReplicas": 4,
+                   "conditions": [{"type": "Available", "status": "True"}]}})
+    out = reconcile(obs, CONFIG)
+    assert out.status["phase"] == "Ready"
+    assert out.status["serving"]["replicas"] == 4
+    assert reconcile(ready(), CONFIG).status["serving"]["replicas"] == 1
+
+
+def inference_deployment(rev: str, wanted: int, pods: int, updated: int, available: int):
+    """The inference Deployment's state: `pods` exist, `updated` run the current template."""
+    conditions = [{"type": "Available", "status": "True" if available >= wanted else "False"}]
+    return deployment_state({
+        "metadata": {"name": "demo-inference", "generation": 3},
+        "spec": {"replicas": wanted,
+                 "template": {"metadata": {"annotations": {REVISION_ANNOTATION: rev}}}},
+        "status": {"observedGeneration": 3, "replicas": pods, "updatedReplicas": updated,
+                   "availableReplicas": available, "conditions": conditions}})
+
+
+def test_an_hpa_scaling_up_keeps_a_deployed_model_ready():
+    spec = f.spec(serving={"autoscaling": {"minReplicas": 2, "maxReplicas": 6}})
+    rev = training_revision(MultiTaskModelSpec.model_validate(spec))
+    deployed = {"status": {"phase": "Ready", "serving": {"revision": rev}}}
+    # 2 -> 4 replicas: two pods load their weights; the Deployment's Available turns False.
+    obs = ready(spec, **deployed)
+    obs.deployments["demo-inference"] = inference_deployment(rev, 4, 4, 4, 2)
+    out = reconcile(obs, CONFIG)
+    assert out.status["phase"] == "Ready" and out.status["serving"]["replicas"] == 4
+    # The same shortfall before the revision was ever available: the rollout is not done.
+    first = ready(spec)
+    first.deployments["demo-inference"] = inference_deployment(rev, 4, 4, 4, 2)
+    assert reconcile(first, CONFIG).status["phase"] == "Deploying"
+    # A template change (old pods still there) is a rollout, deployed before or not.
+    rolling = ready(spec, **deployed)
+    rolling.deployments["demo-inference"] = inference_deployment(rev, 4, 5, 1, 4)
+    assert reconcile(rolling, CONFIG).status["phase"] == "Deploying"
+
+
+def test_the_rollout_waits_for_the_hpa_to_apply_min_replicas():
+    spec = f.spec(serving={"autoscaling": {"minReplicas": 2, "maxReplicas": 6}})
+    rev = training_revision(MultiTaskModelSpec.model_validate(spec))
+    obs = ready(spec)  # created without a count: the API server made it 1, all available
+    assert obs.deployments["demo-inference"].available
+    out = reconcile(obs, CONFIG)
+    assert out.status["phase"] == "Deploying" and patches(out) == []  # no cutover yet
+    obs.deployments["demo-inference"] = inference_deployment(rev, 2, 2, 2, 2)
+    assert reconcile(obs, CONFIG).status["phase"] == "Ready"

@@ -205,8 +205,10 @@ def test_serving_and_placement_changes_keep_the_revision():
     assert training_revision(MultiTaskModelSpec.model_validate(moved)) == REV
 
 
-def test_unsupported_multi_node_training_fails_with_the_field():
+def test_a_runtime_the_cluster_does_not_serve_fails_naming_its_api():
     spec = f.spec(training={"nodes": 2, "runtime": "jobset"})
-    out = reconcile(f.observed(spec), CONFIG)
-    assert out.status["phase"] == "Failed"
-    assert "spec.training.nodes" in out.status["message"]
+    out = reconcile(f.observed(spec, served_runtimes=frozenset({"kubeflow"})), CONFIG)
+    assert out.status["phase"] == "Failed" and out.actions == []
+    assert out.status["message"] == (
+        "spec.training.runtime is jobset but the cluster does not serve "
+        "jobset.x-k8s.io/v1alpha2 JobSets; install it or use runtime indexedJob")

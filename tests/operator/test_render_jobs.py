@@ -83,6 +83,22 @@ class TestJob:
         assert self.container(job)["command"][-1] == "--cpu"
         assert "nvidia.com/gpu" not in self.container(job)["resources"]["limits"]
 
+    def test_several_gpus_train_one_process_each_under_the_launcher(self):
+        command = self.container(self.render(training={"resources": {"gpus": 4}}))["command"]
+        assert command[:5] == ["python", "-m", "multitask_trainer.launch", "--standalone",
+                               "--nproc-per-node=4"]
+        assert command[5:8] == ["-m", "multitask_trainer", "train"]
+        # Steps that do not train keep one process whatever the GPUs.
+        prepare = self.container(self.render("prepare", training={"resources": {"gpus": 4}}))
+        assert prepare["command"][:3] == ["python", "-m", "multitask_trainer"]
+
+    def test_fsdp_is_asked_of_the_training_stages_only(self):
+        training = {"fsdp": True, "resources": {"gpus": 8}}
+        assert "--fsdp" in self.container(self.render(training=training))["command"]
+        evaluate = self.container(self.render("evaluate", training=training))
+        assert "--fsdp" not in evaluate["command"]
+        assert "--fsdp" not in self.container(self.render())["command"]
+
 
 class TestJobName:
     def test_short_names_read_plainly(self):

@@ -54,3 +54,31 @@ def test_mtm_operator_is_a_registered_command():
     result = CliRunner().invoke(cli, ["operator", "--help"])
     assert result.exit_code == 0
     assert "--namespace" in result.output and "--peering" in result.output
+
+
+class _DiscoveryClient:
+    """Serves API discovery for the group/versions given, and counts the look-ups."""
+
+    def __init__(self, served: dict[str, list[str]]):
+        self.served, self.calls = served, 0
+
+    async def discover(self, group_version: str):
+        self.calls += 1
+        plurals = self.served.get(group_version)
+        return None if plurals is None else {"resources": [{"name": p} for p in plurals]}
+
+
+async def test_discovery_finds_served_runtimes_and_looks_again_only_when_one_is_missing(
+        monkeypatch):
+    from multitask_operator.k8s import discovery
+
+    client = _DiscoveryClient({"jobset.x-k8s.io/v1alpha2": ["jobsets", "jobsets/status"],
+                               "trainer.kubeflow.org/v1alpha1": ["trainingruntimes"]})
+    found = discovery.Discovery()
+    assert await found.served(client) == frozenset({"jobset"})  # no trainjobs resource
+    assert await found.served(client, "jobset") == frozenset({"jobset"})
+    assert client.calls == 2  # one look-up per API, cached since
+    client.served["trainer.kubeflow.org/v1alpha1"] = ["trainjobs"]  # Kubeflow installed
+    assert await found.served(client, "kubeflow") == frozenset({"jobset"})  # not stale yet
+    monkeypatch.setattr(discovery, "REFRESH_S", -1.0)  # every look-up is stale
+    assert await found.served(client, "kubeflow") == frozenset({"jobset", "kubeflow"})

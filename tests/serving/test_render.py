@@ -156,7 +156,8 @@ class TestTgiDeployment:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert tgi["securityContext"]["allowPrivilegeEscalation"] is False
         assert deployment["spec"]["template"]["metadata"]["annotations"] == {
-            "multitask.ai/revision": REV}
+            "multitask.ai/revision": REV, "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8080", "prometheus.io/path": "/metrics"}
 
     def test_no_gpu_means_no_gpu_resource(self):
         tgi = container(self.render(make_spec(serving={"resources": {"gpus": 0}})))
@@ -299,5 +300,5 @@ class TestGatewayDeployment:
         check_ownership(pdb, "gateway")
         assert service["spec"]["selector"].items() <= pods.items()
         assert pdb["spec"]["selector"]["matchLabels"].items() <= pods.items()
-        assert pdb["spec"]["minAvailable"] == 1
+        assert pdb["spec"]["minAvailable"] == "50%"
         assert deployment["spec"]["replicas"] >= 2  # else the PDB blocks every node drain

@@ -7,6 +7,8 @@
     python -m multitask_trainer evaluate --workspace DIR
     python -m multitask_trainer export   --workspace DIR
     accelerate launch --num_processes 8 -m multitask_trainer train --workspace DIR --stage stage2
+    torchrun --nnodes 2 --nproc-per-node 8 --node-rank R --master-addr HOST --master-port 29500 \
+        -m multitask_trainer train --workspace DIR --stage stage2 [--fsdp]
 
 Every step is idempotent: a finished step is a no-op, an interrupted one resumes (training from
 its latest checkpoint) or starts over (the others, which publish their output atomically).
@@ -15,14 +17,23 @@ Progress goes to stdout as JSON lines; messages to stderr. Exit code 0 on succes
 input (one sentence naming the task and FILE:LINE or field), 1 on a bug. The step's result is
 also written, as at most 4 KiB of JSON, to /dev/termination-log when it is writable
 (MTM_TERMINATION_LOG overrides the path), where Kubernetes hands it to the operator.
+
+Under torchrun or accelerate launch, the processes of one pod share that file. A success is
+written by the pod's local rank 0 only; its summary is global (the loss is averaged over all
+ranks), so every node's pod reports the same result and the operator may read any of them. A
+failure is written by whichever process fails, and the first failure of this run stays: the
+peers of a crashed rank fail next on broken collectives, and that must not hide the cause.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
+import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +46,7 @@ from .specfile import load_spec
 
 TERMINATION_LOG_ENV = "MTM_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+STARTED = time.time()  # a failure in the termination log older than this is a previous run's
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="cost of one more micro-batch in tokens (default 8 x maxSeqLength "
                         "on GPU, maxSeqLength on CPU)")
     parser.add_argument("--cpu", action="store_true", help="train on CPU even with a GPU")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="train: shard the model over the processes with FSDP "
+                        "(multitask_trainer/distributed.py)")
     args = parser.parse_args(argv)
     if args.step == "train" and not args.stage:
         parser.error("train needs --stage (stage1, stage2, stage2-GROUP or baseline:TASK)")
@@ -77,7 +92,11 @@ def run_step(args: argparse.Namespace) -> StepSummary:
         return StepSummary(step="prepare", ok=True, message=message, details=details)
     plan = load_plan(ws)
     if args.step == "train":
+        from .distributed import request_fsdp
         from .train import TrainOptions, train_stage
+
+        if args.fsdp:
+            request_fsdp()  # before accelerate and the model loading read the environment
 
         options = TrainOptions(log_every=args.log_every, cpu=args.cpu,
                                micro_batch_tokens=args.micro_batch_tokens,
@@ -105,10 +124,26 @@ def run_step(args: argparse.Namespace) -> StepSummary:
                        details=details)
 
 
+def _holds_failure(text: str) -> bool:
+    try:
+        return json.loads(text).get("ok") is False
+    except (ValueError, AttributeError):
+        return False
+
+
 def write_termination_log(summary: StepSummary) -> None:
+    if summary.ok and os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # one writer of a success per pod (set by torchrun and accelerate launch)
     path = os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG)
     try:
-        with open(path, "w", encoding="utf-8") as handle:
+        with open(path, "a+", encoding="utf-8") as handle:
+            with suppress(OSError):  # a filesystem without locks still gets the message
+                fcntl.flock(handle, fcntl.LOCK_EX)  # the pod's other processes may write too
+            handle.seek(0)
+            if os.fstat(handle.fileno()).st_mtime >= STARTED and _holds_failure(handle.read()):
+                return  # a peer failed first in this run: its message is the cause
+            handle.seek(0)
+            handle.truncate()
             handle.write(termination_message(summary))
     except OSError:
         pass  # not in a pod (or not writable): stdout and the workspace have everything

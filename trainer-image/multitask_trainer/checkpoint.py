@@ -8,6 +8,12 @@ frozen base weights, built the same way as in the first run, stay as they are.
 
 Like every workspace output, a checkpoint is written under `.partial` and renamed once all
 processes finished writing, so a kill mid-save leaves the previous checkpoint as the latest.
+
+Several processes, possibly on several nodes sharing the workspace volume: global rank 0 alone
+creates, renames and deletes checkpoint directories and writes the JSON files; every rank
+writes its own RNG state (random_states_<rank>.pkl) and, under FSDP, its shard. On resume,
+rank 0 picks the checkpoint and tells the others, so that no node resumes from another step
+because its view of a network filesystem's directory lags behind.
 """
 
 from __future__ import annotations
@@ -61,6 +67,16 @@ def remove_partial(ws: Workspace, stage: str) -> None:
     if directory.is_dir():
         for path in directory.glob(f"*{PARTIAL_SUFFIX}"):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def latest_checkpoint(accelerator, ws: Workspace, stage: str) -> tuple[int, Path] | None:
+    """The checkpoint every rank resumes from: global rank 0's choice, sent to all."""
+    from accelerate.utils import broadcast_object_list
+
+    chosen = [ws.latest_checkpoint(stage) if accelerator.is_main_process else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(chosen, from_process=0)
+    return chosen[0]
 
 
 def load_checkpoint(accelerator, path: Path) -> dict[str, Any]:

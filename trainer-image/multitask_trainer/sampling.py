@@ -11,6 +11,9 @@ refuse resuming under a different plan.
 `micro_batches` buckets one step's examples by length: sorted longest first, dealt to the data
 parallel ranks in snake order (balanced token counts), and on each rank cut into runs of
 similar length where the padding saved outweighs the cost of one more forward pass.
+`step_shards` does this for every rank at once: all ranks compute the same global schedule and
+the same shards, so the mixture is fixed before sharding and each example of a step goes to
+exactly one rank, whatever the number of ranks.
 """
 
 from __future__ import annotations
@@ -117,3 +120,34 @@ def micro_batches(
 def padded_tokens(lengths: np.ndarray, groups: list[np.ndarray]) -> int:
     """Tokens the model computes on, padding included, for these micro-batches."""
     return int(sum(len(g) * lengths[g].max() for g in groups if len(g)))
+
+
+def step_shards(
+    lengths: np.ndarray,
+    token_budget: int,
+    world_size: int = 1,
+    overhead_tokens: int = 0,
+    equal_passes: bool = False,
+) -> list[list[np.ndarray]]:
+    """Every rank's micro-batches for one optimizer step: `shards[rank]` as `micro_batches`.
+
+    With `equal_passes` every rank gets the same number of micro-batches, which FSDP needs:
+    each forward all-gathers and each backward reduce-scatters parameters, collectives that
+    every rank must join. A rank with fewer passes splits its largest micro-batch in two until
+    the counts match (halves never exceed the budget); a rank with fewer examples than passes
+    gets empty micro-batches, which the training loop runs as zero-weight passes."""
+    shards = [micro_batches(lengths, token_budget, world_size, r, overhead_tokens)
+              for r in range(world_size)]
+    if not equal_passes:
+        return shards
+    passes = max(len(groups) for groups in shards)
+    for groups in shards:
+        while len(groups) < passes:
+            largest = max(range(len(groups)), key=lambda i: len(groups[i]), default=None)
+            if largest is None or len(groups[largest]) < 2:
+                break
+            group = groups[largest]
+            half = (len(group) + 1) // 2
+            groups[largest : largest + 1] = [group[:half], group[half:]]
+        groups.extend(np.empty(0, dtype=np.int64) for _ in range(passes - len(groups)))
+    return shards

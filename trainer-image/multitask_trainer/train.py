@@ -3,8 +3,14 @@
     python -m multitask_trainer train --workspace DIR --stage stage2
     accelerate launch --num_processes 8 -m multitask_trainer train --workspace DIR --stage stage2
     accelerate launch --config_file fsdp.yaml -m multitask_trainer train ...   # FSDP
+    torchrun --nnodes N --nproc-per-node G --node-rank R --master-addr HOST \
+        -m multitask_trainer train --workspace DIR --stage stage2 [--fsdp]
 
-Single process on CPU or one GPU, DDP or FSDP on many (accelerate decides from its launcher).
+Single process on CPU or one GPU, DDP or FSDP on many (accelerate decides from its launcher;
+`--fsdp` asks for FSDP under a plain torchrun: distributed.py). Every rank computes the same
+schedule and the same micro-batches for all ranks (sampling.step_shards) and trains its own.
+Shared files (checkpoints but for per-rank RNG states, progress, the final model) are written
+by global rank 0 only, so N nodes can share one workspace volume; checkpoints are read by all.
 The loop below reads straight down: the schedule fixes every step's examples, each step is
 cut into length-bucketed micro-batches, gradients accumulate over them, then clip, optimizer
 and scheduler step, checkpoint, log. The loss is summed over target tokens and divided by the
@@ -28,12 +34,19 @@ from multitask_operator.api import MultiTaskModelSpec, Plan, StagePlan
 from multitask_operator.api.results import ProgressEvent, parse_progress_line
 from multitask_operator.workspace import Workspace, publish, read_marker
 
-from .checkpoint import keep_trainable_weights, load_checkpoint, remove_partial, save_checkpoint
+from .checkpoint import (
+    keep_trainable_weights,
+    latest_checkpoint,
+    load_checkpoint,
+    remove_partial,
+    save_checkpoint,
+)
+from .distributed import check_fsdp_active, uses_fsdp
 from .encoding import PromptEncoder, TaskTokens
 from .errors import TrainerError
 from .modelio import load_base, load_stage, load_tokenizer, lora_config
 from .prepare import read_split
-from .sampling import MixtureSchedule, micro_batches, padded_tokens
+from .sampling import MixtureSchedule, padded_tokens, step_shards
 
 
 @dataclass
@@ -107,24 +120,43 @@ def collate(data: list[TaskTokens], task_ids: np.ndarray, example_ids: np.ndarra
 
 def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.ndarray,
                       example_ids: np.ndarray, groups: list[np.ndarray], pad_id: int,
-                      items: float):
+                      items: float, fsdp: bool = False):
     """Forward and backward over one step's micro-batches; returns the summed loss tensor.
 
     `items` is the step's target tokens over all ranks divided by the number of ranks: the loss
     is summed over target tokens and divided by it, so that DDP's gradient averaging over
-    ranks yields the mean over all the step's target tokens."""
+    ranks yields the mean over all the step's target tokens. An empty micro-batch (FSDP only,
+    see step_shards) runs the rank's first example with weight 0: it joins the collectives of
+    one more pass and adds nothing to the gradient."""
     import torch
 
     step_loss = torch.zeros((), device=accelerator.device)
     for i, positions in enumerate(groups):
-        batch = collate(data, task_ids, example_ids, positions, pad_id)
+        weight = 1.0 if len(positions) else 0.0
+        batch = collate(data, task_ids, example_ids, positions if weight else groups[0][:1],
+                        pad_id)
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-        # DDP all-reduces gradients only after the last micro-batch's backward.
-        with nullcontext() if i == len(groups) - 1 else accelerator.no_sync(model):
+        # DDP all-reduces gradients only after the last micro-batch's backward. FSDP
+        # reduce-scatters after every one instead: no_sync would keep whole unsharded
+        # gradients on every rank, the memory FSDP is there to save.
+        last = i == len(groups) - 1
+        with nullcontext() if fsdp or last else accelerator.no_sync(model):
             out = model(**batch, num_items_in_batch=items)
-            accelerator.backward(out.loss)
-        step_loss += out.loss.detach()
+            accelerator.backward(out.loss * weight)
+        step_loss += out.loss.detach() * weight
     return step_loss
+
+
+def drop_tied_copies(model, state_dict: dict) -> None:
+    """Keep one name of each tied parameter (the output head tied to the embeddings).
+
+    save_pretrained drops tied names by finding tensors that share storage, but the state dict
+    FSDP gathers holds separate copies; the extra name would make the saved model differ from
+    the one a single process saves."""
+    first: dict[int, str] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if first.setdefault(id(param), name) != name:
+            state_dict.pop(name, None)
 
 
 def trim_progress(path, step: int) -> None:
@@ -184,6 +216,8 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
     accelerator = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no",
                               step_scheduler_with_optimizer=False)
     world, rank = accelerator.num_processes, accelerator.process_index
+    check_fsdp_active(accelerator)
+    fsdp = uses_fsdp(accelerator)
     if train.batch_size < world:
         raise TrainerError(f"training.batchSize {train.batch_size} is smaller than the "
                            f"{world} training processes; each process needs an example a step")
@@ -222,6 +256,8 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
                                   weight_decay=options.weight_decay, fused=cuda)
     warmup = math.ceil(train.warmup_ratio * stage.steps)
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, stage.steps)
+    # Model and optimizer in one call: under FSDP2 accelerate shards the model and points the
+    # optimizer at the sharded parameters.
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.register_save_state_pre_hook(keep_trainable_weights)
     model.train()
@@ -230,8 +266,7 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
     start, counters = 0, {"tokens": 0, "paddedTokens": 0}
     if accelerator.is_main_process:
         remove_partial(ws, stage.name)
-    accelerator.wait_for_everyone()
-    latest = ws.latest_checkpoint(stage.name)
+    latest = latest_checkpoint(accelerator, ws, stage.name)
     if latest is not None:
         state = load_checkpoint(accelerator, latest[1])
         if state.get("schedule") != schedule.fingerprint():
@@ -247,6 +282,7 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
     if accelerator.is_main_process:
         trim_progress(progress_file, start)
     last_loss = None  # on the device until logged: .item() every step would stall the GPU queue
+    logged_loss = None  # the last loss averaged over ranks (every rank has it)
     began, last_log, tokens_since_log = time.monotonic(), time.monotonic(), 0
     for step in range(start, stage.steps):
         # -- this step's examples, bucketed by length into micro-batches
@@ -254,13 +290,14 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         flat = offsets[task_ids] + example_ids
         lengths = all_lengths[flat]
         targets_all = int(all_targets[flat].sum())
-        all_groups = [micro_batches(lengths, budget, world, r, overhead) for r in range(world)]
+        all_groups = step_shards(lengths, budget, world, overhead, equal_passes=fsdp)
         groups = all_groups[rank]
 
         # -- forward/backward
         try:
             step_loss = run_micro_batches(model, accelerator, data, task_ids, example_ids,
-                                          groups, tokenizer.pad_token_id, targets_all / world)
+                                          groups, tokenizer.pad_token_id, targets_all / world,
+                                          fsdp)
         except torch.OutOfMemoryError as err:
             raise TrainerError(
                 f"stage {stage.name}: out of GPU memory in a micro-batch of up to {budget} "
@@ -268,7 +305,10 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
                 "training.maxSeqLength, or pass a smaller --micro-batch-tokens") from err
 
         # -- clip, step
-        accelerator.clip_grad_norm_(params, options.max_grad_norm)
+        # All of the model's parameters, not `params`: under FSDP accelerate computes the norm
+        # over the shards only when handed exactly model.parameters() (frozen ones have no
+        # gradient and are skipped either way).
+        accelerator.clip_grad_norm_(model.parameters(), options.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -287,7 +327,7 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
 
         # -- log (the loss reduce is a collective: every rank takes part, rank 0 writes)
         if done % options.log_every == 0 or checkpoint is not None or done == start + 1:
-            loss = accelerator.reduce(last_loss, reduction="sum").item() / world
+            loss = logged_loss = accelerator.reduce(last_loss, reduction="sum").item() / world
             if not accelerator.is_main_process:
                 continue
             now = time.monotonic()
@@ -312,13 +352,15 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         "stage": stage.name,
         "steps": stage.steps,
         "resumedFrom": start or None,
-        "lastLoss": None if last_loss is None else round(last_loss.item(), 6),
+        # The last step always logs, so this is its loss over all ranks, the same everywhere.
+        "lastLoss": None if logged_loss is None else round(logged_loss, 6),
         "nonPaddingFraction": round(counters["tokens"] / max(counters["paddedTokens"], 1), 4),
         "truncatedInputs": truncated,
         "truncatedTargets": sum(d.truncated_targets for d in data),
     }
     state_dict = accelerator.get_state_dict(model)  # collective under FSDP: every rank calls
     if accelerator.is_main_process:
+        drop_tied_copies(accelerator.unwrap_model(model), state_dict)
         with publish(ws.final_dir(stage.name), summary) as scratch:
             accelerator.unwrap_model(model).save_pretrained(scratch, state_dict=state_dict,
                                                             safe_serialization=True)

@@ -14,10 +14,15 @@ class Autoscaling(ApiModel):
         )
     }
 
-    min_replicas: int = Field(1, ge=1, description="Fewest inference replicas. Default 1.")
-    max_replicas: int = Field(ge=1, description="Most inference replicas.")
+    min_replicas: int = Field(
+        1, ge=1, le=1000, description="Fewest inference replicas. Default 1."
+    )
+    max_replicas: int = Field(ge=1, le=1000, description="Most inference replicas.")
     target_queue_size: float = Field(
-        10, gt=0, description="Queued requests per replica the HPA aims for. Default 10."
+        10, gt=0, description=(
+            "Requests waiting per replica that the HPA aims for: the target averageValue of "
+            "the engine's queue metric. Default 10."
+        ),
     )
 
     @model_validator(mode="after")
@@ -40,9 +45,16 @@ class Serving(ApiModel):
     image: str | None = Field(
         None, description="Inference image with a pinned tag; default from the operator config."
     )
-    replicas: int = Field(1, ge=1, le=1000, description="Inference replicas. Default 1.")
+    replicas: int = Field(
+        1, ge=1, le=1000, description="Inference replicas without autoscaling. Default 1."
+    )
     autoscaling: Autoscaling | None = Field(
-        None, description="Scale replicas on the engine's queue size instead of replicas."
+        None,
+        description=(
+            "Scale the inference replicas with a HorizontalPodAutoscaler on the engine's queue "
+            "(tgi_queue_size, vllm_num_requests_waiting) from the custom metrics API, and the "
+            "gateway on CPU; replicas is then ignored."
+        ),
     )
     resources: ServingResources = defaulted(ServingResources)
     max_input_tokens: int | None = Field(

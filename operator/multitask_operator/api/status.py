@@ -93,6 +93,10 @@ class TaskStatus(StatusModel):
 class ServingStatus(StatusModel):
     endpoint: str | None = Field(None, description="The gateway's in-cluster URL.")
     revision: str | None = Field(None, description="Training revision being served.")
+    replicas: int | None = Field(
+        None, description="Inference replicas now: the Deployment's count (the HPA's choice "
+        "with serving.autoscaling)."
+    )
     gpus_before: int | None = Field(None, description="GPUs behind the per-task services before.")
     gpus_after: int | None = Field(
         None, description="GPUs of the unified deployment plus the services left."

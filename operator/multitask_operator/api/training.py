@@ -53,7 +53,12 @@ class Training(ApiModel):
                 "!has(self.nodes) || self.nodes == 1 || !has(self.runtime) || "
                 "self.runtime != 'job'",
                 "training.nodes > 1 needs runtime jobset, kubeflow or indexedJob",
-            )
+            ),
+            (
+                "!has(self.fsdp) || !self.fsdp || !has(self.resources) || "
+                "!has(self.resources.gpus) || self.resources.gpus >= 1",
+                "training.fsdp shards the model over GPUs and needs resources.gpus >= 1",
+            ),
         )
     }
 
@@ -89,6 +94,12 @@ class Training(ApiModel):
         Runtime.JOB,
         description="job (1 node), jobset, kubeflow (Trainer TrainJob) or indexedJob.",
     )
+    fsdp: bool = Field(
+        False,
+        description="Shard parameters, gradients and optimizer state over all training GPUs "
+        "(FSDP2) instead of a full copy per GPU (DDP): for models that do not fit one GPU. "
+        "Same result; needs GPUs. Default false.",
+    )
     workspace: Workspace = defaulted(Workspace)
     queue_name: str | None = Field(None, description="Kueue LocalQueue for the training Jobs.")
 
@@ -99,6 +110,10 @@ class Training(ApiModel):
                 "runtime",
                 f"training.nodes is {self.nodes} but runtime 'job' runs one node; "
                 "use jobset, kubeflow or indexedJob",
+            )
+        if self.fsdp and self.resources.gpus < 1:
+            raise field_error(
+                "fsdp", "training.fsdp shards the model over GPUs and needs resources.gpus >= 1"
             )
         return self
 

@@ -2,7 +2,8 @@
 
 Creation is idempotent by name: 409 Conflict means the object was created before (by this
 operator before a restart) and counts as success. `Apply` patches an existing object only when
-it differs from the rendered one, so an unchanged Deployment is never touched.
+it differs from the rendered one, so an unchanged Deployment is never touched; `Absent` deletes
+an object the spec no longer wants, only if it is there and owned by the model.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.resource import API_VERSION, KIND
-from ..reconcile import Apply, Create, Delete, Outcome, Patch
+from ..reconcile import Absent, Apply, Create, Delete, Outcome, Patch
 from .client import ApiError, Client
 from .observe import status_patch
 
@@ -47,6 +48,16 @@ async def apply(client: Client, obj: dict) -> bool:
     return True
 
 
+async def remove(client: Client, namespace: str, action: Absent) -> bool:
+    """Delete the object of `action` if it exists and is owned by its model; True if deleted."""
+    current = await client.get(action.api_version, action.kind, namespace, action.name)
+    owners = ((current or {}).get("metadata") or {}).get("ownerReferences") or []
+    if not any(ref.get("uid") == action.owner_uid for ref in owners):
+        return False  # absent already, or someone else's object under the same name
+    await client.delete(action.api_version, action.kind, namespace, action.name)
+    return True
+
+
 async def carry_out(client: Client, namespace: str, name: str, old_status: dict[str, Any],
                     outcome: Outcome) -> None:
     for action in outcome.actions:
@@ -59,6 +70,8 @@ async def carry_out(client: Client, namespace: str, name: str, old_status: dict[
                                action.patch)
         elif isinstance(action, Delete):
             await client.delete(action.api_version, action.kind, namespace, action.name)
+        elif isinstance(action, Absent):
+            await remove(client, namespace, action)
     if outcome.remove_annotations:
         await client.patch(API_VERSION, KIND, namespace, name, {
             "metadata": {"annotations": {k: None for k in outcome.remove_annotations}}})

@@ -34,6 +34,8 @@ PLURALS: dict[tuple[str, str], str] = {
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     (API_VERSION, KIND): PLURAL,
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"): "jobsets",  # spec.training.runtime jobset
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): "trainjobs",  # runtime kubeflow
 }
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 USER_AGENT = f"multitask-operator/{__version__}"
@@ -164,6 +166,16 @@ class Client:
         except ApiError as err:
             if err.status != 404:
                 raise
+
+    async def discover(self, group_version: str) -> dict | None:
+        """The APIResourceList of `group_version` (e.g. jobset.x-k8s.io/v1alpha2), None if the
+        cluster does not serve it. Discovery needs no RBAC rule: every user may read it."""
+        try:
+            return await self._request("GET", f"/apis/{group_version}")
+        except ApiError as err:
+            if err.status in (404, 503):  # 503: an aggregated API that is down
+                return None
+            raise
 
     async def log_tail(self, namespace: str, pod: str, container: str, lines: int) -> str:
         url = path("v1", "Pod", namespace, pod) + "/log"

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..api.common import Runtime
+from ..api.resource import KIND
 from ..api.results import ProgressEvent, parse_progress_line
 from ..api.spec import MultiTaskModelSpec
 from ..reconcile import Observed, training_revision
@@ -24,14 +26,18 @@ from ..reconcile.observed import (
     JobState,
     deployment_state,
     job_state,
+    jobset_state,
+    rank0,
     service_state,
 )
 from ..render import jobs as job_render
-from ..render import naming
+from ..render import naming, runtimes
 from ..render.meta import MODEL_LABEL
 from .client import Client
+from .discovery import Discovery
 
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on the pods of a JobSet (and a TrainJob)
 LOG_LINES = 40  # the trainer logs one progress line per few steps; 40 lines always hold one
 
 
@@ -44,22 +50,30 @@ class Observer:
         self.client = client
         self._finished: dict[str, JobState] = {}  # Job uid -> final state
         self.timed: set[tuple[str, str]] = set()  # (Job, completion) already in the metrics
+        self.discovery = Discovery()
+
+    async def _pods(self, namespace: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pods of a step's Job, JobSet or TrainJob (whose JobSet has its name)."""
+        if obj.get("kind", "Job") == "Job":
+            labels = {JOB_UID_LABEL: obj["metadata"].get("uid", "")}
+        else:
+            labels = {JOBSET_NAME_LABEL: obj["metadata"]["name"]}
+        return await self.client.list("v1", "Pod", namespace, labels)
 
     async def _job(self, namespace: str, job: dict[str, Any]) -> JobState:
         uid = job["metadata"].get("uid", "")
         if uid in self._finished:
             return self._finished[uid]
-        state = job_state(job, [])
+        parse = job_state if job.get("kind", "Job") == "Job" else jobset_state
+        state = parse(job, [])
         if state.phase in (SUCCEEDED, FAILED):
-            pods = await self.client.list("v1", "Pod", namespace, {JOB_UID_LABEL: uid})
-            state = job_state(job, pods)
+            state = parse(job, await self._pods(namespace, job))
             if uid:
                 self._finished[uid] = state
         return state
 
     async def _progress(self, namespace: str, job: dict[str, Any]) -> ProgressEvent | None:
-        uid = job["metadata"].get("uid", "")
-        pods = await self.client.list("v1", "Pod", namespace, {JOB_UID_LABEL: uid})
+        pods = rank0(await self._pods(namespace, job))
         running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
         if not running:
             return None
@@ -83,8 +97,7 @@ class Observer:
             return obs  # the core reports the spec; nothing else matters until it is fixed
         revision = training_revision(spec)
         c = self.client
-        raw_jobs = [j for j in await c.list("batch/v1", "Job", namespace, {MODEL_LABEL: name})
-                    if not j["metadata"].get("deletionTimestamp")]
+        raw_jobs = await self._step_objects(obs, spec)
         obs.jobs = [await self._job(namespace, j) for j in raw_jobs]
         for raw, state in zip(raw_jobs, obs.jobs, strict=True):
             if state.phase == RUNNING and state.revision == revision:
@@ -102,6 +115,24 @@ class Observer:
         await self._services(obs, spec)
         return obs
 
+    async def _step_objects(self, obs: Observed, spec: MultiTaskModelSpec) -> list[dict]:
+        """The Jobs the model owns (not the child Jobs of its JobSets, which carry its labels),
+        and its JobSets or TrainJobs when the spec's runtime is one the cluster serves."""
+        found = await self.client.list("batch/v1", "Job", obs.namespace, {MODEL_LABEL: obs.name})
+        found = [j for j in found if _owned(j)]
+        runtime = spec.training.runtime
+        optional = runtime in runtimes.OPTIONAL_RUNTIMES
+        # Looked up at the first reconcile after start, then only while a runtime is missing.
+        obs.served_runtimes = await self.discovery.served(
+            self.client, str(runtime) if optional else None)
+        if optional and str(runtime) in obs.served_runtimes:
+            api_version, kind = runtimes.KINDS[Runtime(runtime)]
+            items = await self.client.list(api_version, kind, obs.namespace,
+                                           {MODEL_LABEL: obs.name})
+            # A list's items carry no apiVersion and kind; the parsers need them.
+            found += [{"apiVersion": api_version, "kind": kind, **o} for o in items]
+        return [o for o in found if not o["metadata"].get("deletionTimestamp")]
+
     async def _services(self, obs: Observed, spec: MultiTaskModelSpec) -> None:
         names = {t.service.name for t in spec.tasks if t.service}
         names |= set(taken_over_names(obs.annotations))
@@ -118,6 +149,12 @@ class Observer:
         labels = (record or {}).get("selector") or state.selector
         pods = await self.client.list("v1", "Pod", obs.namespace, labels) if labels else []
         obs.services[service_name] = service_state(raw, pods)
+
+
+def _owned(obj: dict[str, Any]) -> bool:
+    """Whether a MultiTaskModel owns `obj` directly (a JobSet's child Job is owned by it)."""
+    owners = obj["metadata"].get("ownerReferences") or []
+    return not owners or any(ref.get("kind") == KIND for ref in owners)
 
 
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ No kopf, kubernetes or aiohttp import here (see .importlinter): the k8s layer ga
 `Observed` and carries out the `Outcome`; the kopf handlers only glue the two together.
 """
 
-from .actions import Apply, Create, Delete, Event, Outcome, Patch
+from .actions import Absent, Apply, Create, Delete, Event, Outcome, Patch
 from .core import APPROVE_ANNOTATION, RETRY_ANNOTATION, finalize, reconcile
 from .observed import Observed
 from .revision import training_revision
@@ -15,6 +15,7 @@ from .revision import training_revision
 __all__ = [
     "APPROVE_ANNOTATION",
     "RETRY_ANNOTATION",
+    "Absent",
     "Apply",
     "Create",
     "Delete",

@@ -42,13 +42,24 @@ class Delete:
 
 
 @dataclass(frozen=True)
+class Absent:
+    """Delete the object if it exists and this MultiTaskModel (uid `owner_uid`) owns it: what a
+    spec no longer wants (an HPA after autoscaling is turned off). The counterpart of Apply."""
+
+    api_version: str
+    kind: str
+    name: str
+    owner_uid: str
+
+
+@dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning
     reason: str
     message: str
 
 
-Action = Create | Apply | Patch | Delete
+Action = Create | Apply | Patch | Delete | Absent
 
 # How often a running step is looked at: progress must reach the status at least every 30 s.
 PROGRESS_INTERVAL_S = 20.0

@@ -20,7 +20,7 @@ from ..api.resource import API_VERSION, KIND
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from ..loader import validation_problems
-from ..render import gateway, jobs
+from ..render import gateway, jobs, runtimes
 from . import cutover, serving, steps
 from .actions import (
     PROGRESS_INTERVAL_S,
@@ -88,7 +88,8 @@ def invalid_spec(obs: Observed, err: ValidationError) -> Outcome:
 def _retry(d: _Decision, revision: str) -> set[str]:
     """Delete the failed Jobs of `revision` so that their steps run again; finished ones stay."""
     failed = {j.name for j in d.obs.jobs if j.revision == revision and j.phase == FAILED}
-    d.out.actions += [Delete("batch/v1", "Job", name) for name in sorted(failed)]
+    d.out.actions += [Delete(j.api_version, j.kind, j.name) for j in sorted(
+        d.obs.jobs, key=lambda j: j.name) if j.name in failed]
     if RETRY_ANNOTATION in d.obs.annotations:
         d.out.remove_annotations.append(RETRY_ANNOTATION)
     return failed
@@ -114,15 +115,18 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
         d.out.events.append(Event("Normal", "Retrying",
                                   "retrying from the failed step; finished steps are reused"))
 
+    current = [j for j in obs.jobs if j.revision == revision and j.name not in deleted]
+    walk = steps.walk(spec, current)
+    missing = _missing_runtime(obs, spec)
+    if missing and not walk.done:
+        return d.fail("RuntimeUnavailable", missing, "Trained")
+
     if not spec.training.workspace.claim_name and not obs.pvc_exists:
         d.out.actions.append(Create(jobs.render_workspace_pvc(
             obs.name, obs.namespace, obs.uid, spec, config)))
     if jobs.spec_configmap_name(obs.name, revision) not in obs.configmaps:
         d.out.actions.append(Create(jobs.render_spec_configmap(
             obs.name, obs.namespace, obs.uid, spec, revision)))
-
-    current = [j for j in obs.jobs if j.revision == revision and j.name not in deleted]
-    walk = steps.walk(spec, current)
     if walk.plan is not None:
         d.status["plan"] = walk.plan.to_wire()
     elif d.prev.get("revision") != revision:
@@ -134,6 +138,17 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     if not walk.done:
         return _run_step(d, spec, revision, walk, config)
     return _serve(d, spec, revision, walk, config)
+
+
+def _missing_runtime(obs: Observed, spec: MultiTaskModelSpec) -> str | None:
+    """Why the spec's training runtime cannot run here, or None: its API is not served."""
+    runtime = spec.training.runtime
+    if runtime not in runtimes.OPTIONAL_RUNTIMES or (
+            obs.served_runtimes is not None and str(runtime) in obs.served_runtimes):
+        return None
+    fallback = "use runtime indexedJob" if spec.training.nodes > 1 else "use runtime job"
+    return (f"spec.training.runtime is {runtime} but the cluster does not serve "
+            f"{runtimes.REQUIRED_API[runtime]}; install it or {fallback}")
 
 
 def _tasks(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk, deployed: bool,
@@ -154,7 +169,7 @@ def _step_failed(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk) -> Ou
     job = walk.failed
     assert job is not None
     _tasks(d, spec, walk, deployed=False)
-    message = f"step {job.step} failed (Job {job.name}): {job.message or 'no message'}"
+    message = f"step {job.step} failed ({job.kind} {job.name}): {job.message or 'no message'}"
     condition = "Evaluated" if job.step == steps.EVALUATE else (
         "Deployed" if job.step == steps.EXPORT else "Trained")
     return d.fail("JobFailed", message, condition)
@@ -165,16 +180,28 @@ def _run_step(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps
     step = walk.next_step
     assert step is not None
     obs = d.obs
+    kind = runtimes.step_kind(spec, step)[1]
+    object_name = runtimes.step_object_name(obs.name, spec, step, revision)
     if walk.job is None:
         try:
-            job = jobs.render_job(obs.name, obs.namespace, obs.uid, spec, revision, step, config)
+            objects = runtimes.render_step(obs.name, obs.namespace, obs.uid, spec, revision,
+                                           step, config)
         except ValueError as err:
             return d.fail("Unsupported", str(err), "Trained")
-        d.out.actions.append(Create(job))
-        d.out.events.append(Event("Normal", "StepStarted", f"started {step}: Job "
-                                  f"{job['metadata']['name']}"))
+        d.out.actions += [Create(obj) for obj in objects]
+        d.out.events.append(Event("Normal", "StepStarted", f"started {step}: {kind} "
+                                  f"{object_name}"))
+        if (runtimes.distributed(spec, step) and spec.training.nodes > 1
+                and not spec.training.workspace.claim_name
+                and config.workspace_access_mode == "ReadWriteOnce"):
+            d.out.events.append(Event(
+                "Warning", "WorkspaceNotShared",
+                f"{spec.training.nodes} nodes share the workspace claim, which is ReadWriteOnce: "
+                "pods on other nodes cannot mount it; set spec.training.workspace.claimName to "
+                "a ReadWriteMany claim (or the operator's MTM_WORKSPACE_ACCESS_MODE)"))
         state = "created"
     else:
+        kind, object_name = walk.job.kind, walk.job.name
         state = walk.job.phase.lower()
     if walk.job is not None and walk.job.phase == RUNNING and obs.progress is not None \
             and obs.progress.stage == step:
@@ -185,7 +212,7 @@ def _run_step(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps
     else:
         d.status["progress"] = {"stage": step}
     _tasks(d, spec, walk, deployed=False)
-    message = f"{step}: Job {jobs.job_name(obs.name, step, revision)} {state}"
+    message = f"{step}: {kind} {object_name} {state}"
     d.condition("Trained", False, "Training", message)
     if step in (steps.EVALUATE, steps.EXPORT):
         d.condition("Trained", True, "Trained", f"revision {revision} trained")
@@ -230,11 +257,12 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     except ValueError as err:
         return d.fail("RenderFailed", f"cannot render serving objects: {err}", "Deployed")
     d.out.actions += [Apply(obj) for obj in objects]
+    d.out.actions += serving.removals(obs, objects)
     if not reported:
         d.out.events.append(Event("Warning", "NoPromptFormat",
                                   "the export step reported no promptFormat; the gateway uses "
                                   "the plain prompt template"))
-    available, failure = serving.rollout(obs, revision)
+    available, failure = serving.rollout(obs, revision, spec)
     if failure:
         # A failed rollout puts every task back on its own Service before reporting.
         d.out.actions += _restore_all(obs)
@@ -250,7 +278,7 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
         return d.finish(Phase.DEPLOYING, f"rolling out revision {revision}", "RollingOut")
 
     d.status["serving"] = {"endpoint": gateway.gateway_url(obs.name, obs.namespace),
-                           "revision": revision, **figures}
+                           "revision": revision, **serving.replicas(obs), **figures}
     d.condition("Deployed", True, "Available", f"revision {revision} is available")
     moves, waiting, moved, returned = _cutover(d, spec, qualified)
     d.out.actions += moves

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ..api.results import ProgressEvent, StepSummary
 from ..render.jobs import REVISION_LABEL, STEP_ANNOTATION
 from ..render.meta import REVISION_ANNOTATION
+from ..render.runtimes import COMPLETION_INDEX
 
 GPU = "nvidia.com/gpu"
 
@@ -33,6 +34,8 @@ class JobState:
     message: str = ""  # for people: the summary's message, the raw message, or the Job's reason
     started: str | None = None
     finished: str | None = None
+    api_version: str = "batch/v1"  # the object running the step: a Job, JobSet or TrainJob
+    kind: str = "Job"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,10 @@ class DeploymentState:
     available: bool
     failed: bool = False  # Progressing=False: the rollout gave up (ProgressDeadlineExceeded)
     message: str = ""
+    replicas: int = 1  # spec.replicas: what the operator or, with autoscaling, the HPA asks for
+    # Every pod runs the current template and some are available, fewer than wanted: replicas
+    # being added (an HPA scaling up, a pod evicted), not a rollout.
+    scaling: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,9 @@ class Observed:
     deployments: dict[str, DeploymentState] = field(default_factory=dict)
     services: dict[str, ServiceState] = field(default_factory=dict)  # per-task Services found
     progress: ProgressEvent | None = None  # latest progress line of the running step
+    # Optional training runtimes whose APIs the cluster serves ("jobset", "kubeflow"); None:
+    # not looked up (the spec's runtime is built in).
+    served_runtimes: frozenset[str] | None = None
     now: str = ""  # RFC 3339, for condition transition times
 
     def job(self, step: str, revision: str) -> JobState | None:
@@ -90,25 +100,32 @@ def parse_summary(text: str | None) -> StepSummary | None:
         return None
 
 
+def rank0(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods of node 0 of a multi-node step (completion index 0), which carry the trainer's
+    summary; pods of a single-pod Job have no index and are all kept."""
+    def index(pod: dict[str, Any]) -> str | None:
+        meta = pod.get("metadata", {})
+        return ((meta.get("labels") or {}).get(COMPLETION_INDEX)
+                or (meta.get("annotations") or {}).get(COMPLETION_INDEX))
+    return [p for p in pods if index(p) in (None, "0")]
+
+
 def termination_message(pods: list[dict[str, Any]]) -> str | None:
-    """The termination message of the newest pod that has one (the last attempt)."""
-    newest = sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
-    for pod in reversed(newest):
-        for status in pod.get("status", {}).get("containerStatuses") or []:
-            terminated = (status.get("state") or {}).get("terminated") or {}
-            if terminated.get("message"):
-                return terminated["message"]
+    """The termination message of the newest pod that has one (the last attempt): node 0's
+    (the trainer's summary), else any node's (one that crashed first, before node 0 wrote)."""
+    for group in (rank0(pods), pods):
+        newest = sorted(group, key=lambda p: p.get("metadata", {}).get("creationTimestamp") or "")
+        for pod in reversed(newest):
+            for status in pod.get("status", {}).get("containerStatuses") or []:
+                terminated = (status.get("state") or {}).get("terminated") or {}
+                if terminated.get("message"):
+                    return terminated["message"]
     return None
 
 
 def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
     """The state of a trainer Job; `pods` are its pods (read only once the Job has finished)."""
-    meta = job.get("metadata", {})
     status = job.get("status", {})
-    annotations = meta.get("annotations") or {}
-    step = annotations.get(STEP_ANNOTATION, "")
-    revision = annotations.get(REVISION_ANNOTATION) or (meta.get("labels") or {}).get(
-        REVISION_LABEL, "")
     failed = _condition(job, "Failed")
     if _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet"):
         phase = SUCCEEDED
@@ -120,6 +137,40 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
         phase = RUNNING
     else:
         phase = PENDING
+    return _step_state(job, phase, failed, pods, status.get("startTime"),
+                       status.get("completionTime"))
+
+
+def jobset_state(obj: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
+    """The state of a JobSet (jobset.x-k8s.io) or a Kubeflow TrainJob (whose JobSet it mirrors):
+    conditions Completed/Complete, Failed, Suspended; running while a child Job is active."""
+    status = obj.get("status", {})
+    failed = _condition(obj, "Failed")
+    done = _condition(obj, "Completed") or _condition(obj, "Complete")
+    children = status.get("replicatedJobsStatus") or status.get("jobsStatus") or []
+    if done:
+        phase = SUCCEEDED
+    elif failed:
+        phase = FAILED
+    elif obj.get("spec", {}).get("suspend") or _condition(obj, "Suspended"):
+        phase = SUSPENDED
+    elif any(c.get("active") or c.get("ready") for c in children):
+        phase = RUNNING
+    else:
+        phase = PENDING
+    started = obj.get("metadata", {}).get("creationTimestamp")
+    finished = (done or failed or {}).get("lastTransitionTime")
+    return _step_state(obj, phase, failed, pods, started, finished)
+
+
+def _step_state(obj: dict[str, Any], phase: str, failed: dict[str, Any] | None,
+                pods: list[dict[str, Any]], started: str | None,
+                finished: str | None) -> JobState:
+    meta = obj.get("metadata", {})
+    annotations = meta.get("annotations") or {}
+    step = annotations.get(STEP_ANNOTATION, "")
+    revision = annotations.get(REVISION_ANNOTATION) or (meta.get("labels") or {}).get(
+        REVISION_LABEL, "")
     raw = termination_message(pods) if phase in (SUCCEEDED, FAILED) else None
     summary = parse_summary(raw)
     if summary is not None:
@@ -132,7 +183,8 @@ def job_state(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobState:
         message = ""
     return JobState(
         name=meta.get("name", ""), step=step, revision=revision, phase=phase, summary=summary,
-        message=message, started=status.get("startTime"), finished=status.get("completionTime"),
+        message=message, started=started, finished=finished,
+        api_version=obj.get("apiVersion") or "batch/v1", kind=obj.get("kind") or "Job",
     )
 
 
@@ -163,6 +215,9 @@ def deployment_state(deployment: dict[str, Any]) -> DeploymentState:
         available=available,
         failed=stuck is not None,
         message=(stuck or {}).get("message", ""),
+        replicas=wanted,
+        scaling=bool(current and stuck is None and status.get("availableReplicas", 0) >= 1
+                     and status.get("updatedReplicas", 0) == status.get("replicas", 0)),
     )
 
 

@@ -17,9 +17,10 @@ from ..api.results import StepSummary
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from ..prompting import PLAIN, PromptFormat
-from ..render import gateway, naming
+from ..render import gateway, naming, scaling
 from ..render.serving import render_inference_deployment, render_inference_service
 from ..render.tasks import RoutedTask
+from .actions import Absent
 from .cutover import original
 from .observed import Observed
 
@@ -48,24 +49,68 @@ def render_all(
     obs: Observed, spec: MultiTaskModelSpec, revision: str, tasks: list[RoutedTask],
     fmt: PromptFormat, config: OperatorConfig,
 ) -> list[dict[str, Any]]:
+    """Every serving object the spec wants, in the order to apply them: a Deployment before
+    the HPA that scales it and the budget that protects it."""
     name, ns, uid = obs.name, obs.namespace, obs.uid
     configmap = gateway.render_gateway_configmap(name, ns, uid, spec, revision, tasks, fmt)
-    return [
+    objects = [
         render_inference_deployment(name, ns, uid, spec, revision, tasks, config),
         render_inference_service(name, ns, uid),
+        scaling.render_inference_hpa(name, ns, uid, spec),
+        scaling.render_inference_pdb(name, ns, uid, spec),
         configmap,
         gateway.render_gateway_deployment(name, ns, uid, spec, revision, configmap, config),
         gateway.render_gateway_service(name, ns, uid),
+        scaling.render_gateway_hpa(name, ns, uid, spec),
         gateway.render_gateway_pdb(name, ns, uid),
     ]
+    return [obj for obj in objects if obj is not None]
+
+
+# The serving objects that a spec may or may not want, by (apiVersion, kind, name).
+OPTIONAL = (
+    ("autoscaling/v2", "HorizontalPodAutoscaler", naming.inference_name),
+    ("policy/v1", "PodDisruptionBudget", naming.inference_name),
+    ("autoscaling/v2", "HorizontalPodAutoscaler", naming.gateway_name),
+)
+
+
+def removals(obs: Observed, rendered: list[dict[str, Any]]) -> list[Absent]:
+    """Absent actions for the optional objects that `rendered` leaves out (an HPA after
+    serving.autoscaling is turned off, the inference budget once one replica is all)."""
+    wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
+    out = []
+    for api_version, kind, object_name in OPTIONAL:
+        key = (api_version, kind, object_name(obs.name))
+        if key not in wanted:
+            out.append(Absent(*key, owner_uid=obs.uid))
+    return out
+
+
+def replicas(obs: Observed) -> dict[str, int]:
+    """status.serving.replicas: the inference Deployment's replica count (the HPA's choice
+    with autoscaling), once the Deployment exists."""
+    deployment = obs.deployments.get(naming.inference_name(obs.name))
+    return {"replicas": deployment.replicas} if deployment is not None else {}
 
 
 def deployment_names(name: str) -> tuple[str, str]:
     return naming.inference_name(name), naming.gateway_name(name)
 
 
-def rollout(obs: Observed, revision: str) -> tuple[bool, str | None]:
-    """(available, failure): both Deployments run `revision` and are available, or why not."""
+def rollout(obs: Observed, revision: str,
+            spec: MultiTaskModelSpec) -> tuple[bool, str | None]:
+    """(available, failure): both Deployments run `revision` and are available, or why not.
+
+    With autoscaling, the inference Deployment is created without a count (the API server
+    makes it 1) and the HPA raises it to minReplicas: until it has, the rollout is not done,
+    so that the cutover never lands on fewer replicas than the spec's floor. Once `revision`
+    has been deployed (status.serving), a Deployment short of replicas while all its pods run
+    the current template is scaling, not rolling out: an HPA adding replicas (which with
+    maxUnavailable 0 turns the Deployment's Available condition False until they load) must
+    not take the model out of Ready."""
+    deployed = (obs.status.get("serving") or {}).get("revision") == revision
+    floor, _ = scaling.replica_range(spec)
     available = True
     for deployment_name in deployment_names(obs.name):
         state = obs.deployments.get(deployment_name)
@@ -75,7 +120,10 @@ def rollout(obs: Observed, revision: str) -> tuple[bool, str | None]:
         if state.failed:
             return False, f"Deployment {deployment_name} did not become available: " + (
                 state.message or "its rollout passed progressDeadlineSeconds")
-        available = available and state.available
+        if deployment_name == naming.inference_name(obs.name) and state.replicas < floor:
+            available = False  # the HPA has not applied minReplicas yet
+            continue
+        available = available and (state.available or (deployed and state.scaling))
     return available, None
 
 

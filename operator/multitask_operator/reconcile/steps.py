@@ -82,7 +82,7 @@ def walk(spec: MultiTaskModelSpec, jobs: list[JobState]) -> Walk:
             return result
         if job.summary is None or not job.summary.ok:
             result.problem = (
-                f"step {step} (Job {job.name}) succeeded without a readable result: "
+                f"step {step} ({job.kind} {job.name}) succeeded without a readable result: "
                 f"{job.message or 'no termination message'}"
             )
             return result

@@ -10,6 +10,7 @@ from .gateway import (
     render_gateway_pdb,
     render_gateway_service,
 )
+from .scaling import render_gateway_hpa, render_inference_hpa, render_inference_pdb
 from .serving import render_inference_deployment, render_inference_service
 from .tasks import RoutedTask
 
@@ -17,8 +18,11 @@ __all__ = [
     "RoutedTask",
     "render_gateway_configmap",
     "render_gateway_deployment",
+    "render_gateway_hpa",
     "render_gateway_pdb",
     "render_gateway_service",
     "render_inference_deployment",
+    "render_inference_hpa",
+    "render_inference_pdb",
     "render_inference_service",
 ]

@@ -28,6 +28,12 @@ from .meta import (
     object_meta,
     selector_labels,
 )
+from .scaling import (
+    GATEWAY_MIN_AVAILABLE,
+    GATEWAY_MIN_REPLICAS,
+    pod_disruption_budget,
+    topology_spread,
+)
 from .serving import inference_url, token_limits
 from .tasks import RoutedTask
 
@@ -36,9 +42,10 @@ PORT = 8080
 CONFIG_KEY = "gateway.json"
 CONFIG_DIR = "/etc/mtm-gateway"
 CONFIG_HASH_ANNOTATION = "multitask.ai/gateway-config-hash"
-# Two replicas so that the PodDisruptionBudget (minAvailable 1) lets a node drain without
-# cutting off the tasks whose Services now point here.
-REPLICAS = 2
+# Two replicas so that the PodDisruptionBudget (minAvailable 50%) lets a node drain without
+# cutting off the tasks whose Services now point here. With serving.autoscaling an HPA on CPU
+# owns the count instead (render/scaling.py).
+REPLICAS = GATEWAY_MIN_REPLICAS
 GATEWAY_UID = 65532  # the conventional "nonroot" user of distroless-style images
 DEFAULT_CONCURRENCY_PER_TASK = 64
 
@@ -153,6 +160,39 @@ def render_gateway_deployment(
         "prometheus.io/port": str(PORT),
         "prometheus.io/path": "/metrics",
     }
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(name, COMPONENT)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {
+            "metadata": {"labels": labels(name, COMPONENT), "annotations": pod_annotations},
+            "spec": {
+                "securityContext": {
+                    "runAsNonRoot": True,
+                    "runAsUser": GATEWAY_UID,
+                    "runAsGroup": GATEWAY_UID,
+                    "seccompProfile": {"type": "RuntimeDefault"},
+                },
+                "automountServiceAccountToken": False,  # it never calls the API server
+                "topologySpreadConstraints": topology_spread(name, COMPONENT),
+                "containers": [container],
+                "terminationGracePeriodSeconds": 30,
+                "volumes": [
+                    {
+                        "name": "config",
+                        "configMap": {"name": configmap["metadata"]["name"]},
+                    },
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                ],
+            },
+        },
+    }
+    # With autoscaling the gateway's HPA owns the replica count; writing it here would reset
+    # the HPA's choice on every reconcile (the operator merge-patches what it renders).
+    if spec.serving.autoscaling is None:
+        deployment_spec["replicas"] = REPLICAS
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -164,35 +204,7 @@ def render_gateway_deployment(
             COMPONENT,
             annotations={REVISION_ANNOTATION: revision},
         ),
-        "spec": {
-            "replicas": REPLICAS,
-            "selector": {"matchLabels": selector_labels(name, COMPONENT)},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-            },
-            "template": {
-                "metadata": {"labels": labels(name, COMPONENT), "annotations": pod_annotations},
-                "spec": {
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": GATEWAY_UID,
-                        "runAsGroup": GATEWAY_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "automountServiceAccountToken": False,  # it never calls the API server
-                    "containers": [container],
-                    "terminationGracePeriodSeconds": 30,
-                    "volumes": [
-                        {
-                            "name": "config",
-                            "configMap": {"name": configmap["metadata"]["name"]},
-                        },
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                    ],
-                },
-            },
-        },
+        "spec": deployment_spec,
     }
 
 
@@ -202,15 +214,10 @@ def render_gateway_service(name: str, namespace: str, uid: str) -> dict[str, Any
 
 
 def render_gateway_pdb(name: str, namespace: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": object_meta(naming.gateway_name(name), namespace, name, uid, COMPONENT),
-        "spec": {
-            "minAvailable": 1,
-            "selector": {"matchLabels": selector_labels(name, COMPONENT)},
-        },
-    }
+    """Half the gateway pods stay up through a drain, whatever the HPA's count (one of the two
+    without autoscaling); see render/scaling.py."""
+    return pod_disruption_budget(name, namespace, uid, COMPONENT, naming.gateway_name(name),
+                                 {"minAvailable": GATEWAY_MIN_AVAILABLE})
 
 
 def gateway_url(name: str, namespace: str) -> str:

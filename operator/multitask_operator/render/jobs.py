@@ -39,17 +39,26 @@ BACKOFF_LIMIT = 2
 BAD_INPUT_EXIT_CODE = 2
 SHM_SIZE = "8Gi"  # DataLoader workers and NCCL exchange tensors through /dev/shm
 MAX_NAME = 63  # Job names become the batch.kubernetes.io/job-name label value
+# torchrun that exits with the trainer's exit code (multitask_trainer/launch.py), so that the
+# podFailurePolicy below still sees bad input (exit 2) from a step run by several processes.
+LAUNCHER = ("python", "-m", "multitask_trainer.launch")
+SINGLE_POD_STEPS = ("prepare", "evaluate", "export")  # never multi-node: no training in them
 
 
-def job_name(name: str, step: str, revision: str) -> str:
+def job_name(name: str, step: str, revision: str, limit: int = MAX_NAME) -> str:
     """`NAME-STEP-REV`; a step too long to fit (e.g. baseline-<40-char task>) is cut and given a
-    short hash of its full name, so that two steps never share a Job name."""
+    short hash of its full name, so that two steps never share a Job name. Multi-node objects
+    pass a smaller `limit` (their pods' hostnames append indexes); when even the model name does
+    not fit it is cut too, and a hash of NAME/STEP/REV keeps the name distinct."""
     full = f"{name}-{step}-{revision}"
-    if len(full) <= MAX_NAME:
+    if len(full) <= limit:
         return full
     digest = hashlib.sha256(step.encode()).hexdigest()[:5]
-    room = MAX_NAME - len(name) - len(revision) - len(digest) - 3
-    return f"{name}-{step[:room].rstrip('-')}-{digest}-{revision}"
+    room = limit - len(name) - len(revision) - len(digest) - 3
+    if room > 0:
+        return f"{name}-{step[:room].rstrip('-')}-{digest}-{revision}"
+    digest = hashlib.sha256(f"{name}/{step}/{revision}".encode()).hexdigest()[:10]
+    return f"{name[:limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def spec_configmap_name(name: str, revision: str) -> str:
@@ -64,6 +73,16 @@ def trainer_args(step: str, revision: str) -> list[str]:
     if step in ("evaluate", "export"):
         return [step, "--workspace", workspace]
     return ["train", "--workspace", workspace, "--stage", step]
+
+
+def training_args(spec: MultiTaskModelSpec, step: str, revision: str) -> list[str]:
+    """`trainer_args` plus what the spec adds: --cpu without GPUs, --fsdp for sharded training."""
+    args = trainer_args(step, revision)
+    if not spec.training.resources.gpus:
+        args.append("--cpu")
+    if spec.training.fsdp and step not in SINGLE_POD_STEPS:
+        args.append("--fsdp")
+    return args
 
 
 def data_claims(spec: MultiTaskModelSpec) -> list[str]:
@@ -127,6 +146,72 @@ def _volumes(name: str, spec: MultiTaskModelSpec, revision: str) -> tuple[list, 
     return mounts, volumes
 
 
+def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command: list[str],
+                      name: str, revision: str,
+                      extra_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The trainer container running `command`, with the spec's resources, env and mounts."""
+    mounts, _ = _volumes(name, spec, revision)
+    return {
+        "name": CONTAINER,
+        "image": config.trainer_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": command,
+        "env": _env(spec) + list(extra_env or []),
+        "resources": _resources(spec),
+        "volumeMounts": mounts,
+        # The trainer writes its JSON summary there; if it dies before it can (OOM, a segfault),
+        # the end of its log is the best message the operator can show instead.
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def pod_spec(name: str, spec: MultiTaskModelSpec, revision: str,
+             containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod spec every trainer pod shares: volumes, placement, no API token, no restarts."""
+    training = spec.training
+    _, volumes = _volumes(name, spec, revision)
+    out: dict[str, Any] = {
+        "restartPolicy": "Never",  # the Job retries with a new pod; needed by podFailurePolicy
+        "containers": containers,
+        "volumes": volumes,
+        # The trainer never calls the API server: progress goes to its log, results to the
+        # termination message, so its pods get no token at all.
+        "automountServiceAccountToken": False,
+    }
+    if training.resources.node_selector:
+        out["nodeSelector"] = dict(training.resources.node_selector)
+    if training.resources.tolerations:
+        out["tolerations"] = [t.to_wire() for t in training.resources.tolerations]
+    return out
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    return {
+        "rules": [
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": CONTAINER,
+                    "operator": "In",
+                    "values": [BAD_INPUT_EXIT_CODE],
+                },
+            },
+            # Preemption and node drains are not the trainer's fault.
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+
+
+def step_meta(name: str, namespace: str, uid: str, object_name: str, step: str,
+              revision: str) -> dict[str, Any]:
+    """Metadata of the object that runs `step`: owner, labels, step and revision annotations."""
+    meta = object_meta(object_name, namespace, name, uid, COMPONENT,
+                       annotations={STEP_ANNOTATION: step, REVISION_ANNOTATION: revision})
+    meta["labels"].update({STEP_LABEL: step_label(step), REVISION_LABEL: revision})
+    return meta
+
+
 def render_job(
     name: str,
     namespace: str,
@@ -136,73 +221,34 @@ def render_job(
     step: str,
     config: OperatorConfig,
 ) -> dict[str, Any]:
-    """The Job running one step of `revision`. Raises ValueError for what it cannot run."""
-    training = spec.training
-    if training.nodes > 1:
-        raise ValueError(
-            f"spec.training.nodes is {training.nodes}; this operator version runs single-node "
-            "training Jobs only (nodes: 1)"
-        )
-    args = trainer_args(step, revision)
-    if not training.resources.gpus:
-        args.append("--cpu")
-    mounts, volumes = _volumes(name, spec, revision)
-    container = {
-        "name": CONTAINER,
-        "image": config.trainer_image,
-        "imagePullPolicy": config.image_pull_policy,
-        "command": ["python", "-m", "multitask_trainer", *args],
-        "env": _env(spec),
-        "resources": _resources(spec),
-        "volumeMounts": mounts,
-        # The trainer writes its JSON summary there; if it dies before it can (OOM, a segfault),
-        # the end of its log is the best message the operator can show instead.
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",  # the Job retries with a new pod; needed by podFailurePolicy
-        "containers": [container],
-        "volumes": volumes,
-        # The trainer never calls the API server: progress goes to its log, results to the
-        # termination message, so its pods get no token at all.
-        "automountServiceAccountToken": False,
-    }
-    if training.resources.node_selector:
-        pod_spec["nodeSelector"] = dict(training.resources.node_selector)
-    if training.resources.tolerations:
-        pod_spec["tolerations"] = [t.to_wire() for t in training.resources.tolerations]
-
-    meta = object_meta(job_name(name, step, revision), namespace, name, uid, COMPONENT,
-                       annotations={STEP_ANNOTATION: step, REVISION_ANNOTATION: revision})
-    step_labels = {STEP_LABEL: step_label(step), REVISION_LABEL: revision}
-    meta["labels"].update(step_labels)
+    """The single-pod Job running one step of `revision` (render/runtimes.py renders the
+    multi-node objects of the training stages). A training stage on several GPUs runs one
+    process per GPU under the launcher (a local rendezvous: `--standalone`)."""
+    gpus = spec.training.resources.gpus
+    command = ["python", "-m", "multitask_trainer", *training_args(spec, step, revision)]
+    if gpus > 1 and step not in SINGLE_POD_STEPS:
+        command[:3] = [*LAUNCHER, "--standalone", f"--nproc-per-node={gpus}",
+                       "-m", "multitask_trainer"]
+    container = trainer_container(spec, config, command, name, revision)
+    meta = step_meta(name, namespace, uid, job_name(name, step, revision), step, revision)
     job_spec: dict[str, Any] = {
         "backoffLimit": BACKOFF_LIMIT,
-        "podFailurePolicy": {
-            "rules": [
-                {
-                    "action": "FailJob",
-                    "onExitCodes": {
-                        "containerName": CONTAINER,
-                        "operator": "In",
-                        "values": [BAD_INPUT_EXIT_CODE],
-                    },
-                },
-                # Preemption and node drains are not the trainer's fault.
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
-            ]
-        },
+        "podFailurePolicy": pod_failure_policy(),
         "template": {
             "metadata": {"labels": {**meta["labels"]}, "annotations": {STEP_ANNOTATION: step}},
-            "spec": pod_spec,
+            "spec": pod_spec(name, spec, revision, [container]),
         },
     }
-    if training.queue_name:
-        meta["labels"][QUEUE_LABEL] = training.queue_name
-        # Kueue admits a Job by unsuspending it; created running, it would start before admission.
-        job_spec["suspend"] = True
+    queue(meta, job_spec, spec)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def queue(meta: dict[str, Any], object_spec: dict[str, Any], spec: MultiTaskModelSpec) -> None:
+    """Kueue: the queue label on the object, created suspended (Kueue admits by unsuspending;
+    created running, it would start before admission)."""
+    if spec.training.queue_name:
+        meta["labels"][QUEUE_LABEL] = spec.training.queue_name
+        object_spec["suspend"] = True
 
 
 def step_label(step: str) -> str:

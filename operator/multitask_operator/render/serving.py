@@ -25,6 +25,7 @@ from .meta import (
     object_meta,
     selector_labels,
 )
+from .scaling import topology_spread
 from .tasks import RoutedTask, adapter_groups
 
 COMPONENT = "inference"
@@ -169,6 +170,7 @@ def render_inference_deployment(
             "fsGroup": ENGINE_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        "topologySpreadConstraints": topology_spread(name, COMPONENT),
         "containers": [container],
         "terminationGracePeriodSeconds": 60,  # lets in-flight generations finish
         "volumes": [
@@ -195,13 +197,21 @@ def render_inference_deployment(
         "template": {
             "metadata": {
                 "labels": labels(name, COMPONENT),
-                "annotations": {REVISION_ANNOTATION: revision},
+                # Both engines serve Prometheus metrics on their HTTP port; the queue gauge
+                # among them is what the HPA of serving.autoscaling scales on.
+                "annotations": {
+                    REVISION_ANNOTATION: revision,
+                    "prometheus.io/scrape": "true",
+                    "prometheus.io/port": str(PORT),
+                    "prometheus.io/path": "/metrics",
+                },
             },
             "spec": pod_spec,
         },
     }
     # With autoscaling the HorizontalPodAutoscaler owns the replica count; writing it here
-    # would reset the HPA's choice on every reconcile.
+    # would reset the HPA's choice on every reconcile (the operator merge-patches what it
+    # renders, so a key left out is left alone, and turning autoscaling off sets it again).
     if spec.serving.autoscaling is None:
         deployment_spec["replicas"] = spec.serving.replicas
     return {
