@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("multitask_operator.cli.tiny_model_cmd", "tiny_model"),
     "operator": ("multitask_operator.cli.operator_cmd", "operator"),
     "run": ("multitask_operator.cli.run_cmd", "run"),
+    "ablate": ("multitask_operator.cli.ablate_cmd", "ablate"),
     "gateway": ("multitask_operator.cli.gateway_cmd", "gateway"),
     "serve-model": ("multitask_operator.cli.serve_model_cmd", "serve_model"),
 }
