@@ -24,9 +24,9 @@ from .meta import (
     REVISION_ANNOTATION,
     cluster_ip_service,
     http_probe,
-    labels,
     object_meta,
-    selector_labels,
+    rolling_deployment,
+    scrape_annotations,
 )
 from .scaling import (
     GATEWAY_MIN_AVAILABLE,
@@ -156,56 +156,31 @@ def render_gateway_deployment(
     pod_annotations = {
         REVISION_ANNOTATION: revision,
         CONFIG_HASH_ANNOTATION: config_hash(config_json),
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(PORT),
-        "prometheus.io/path": "/metrics",
+        **scrape_annotations(PORT),
     }
-    deployment_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(name, COMPONENT)},
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    pod_spec = {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": GATEWAY_UID,
+            "runAsGroup": GATEWAY_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "template": {
-            "metadata": {"labels": labels(name, COMPONENT), "annotations": pod_annotations},
-            "spec": {
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": GATEWAY_UID,
-                    "runAsGroup": GATEWAY_UID,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "automountServiceAccountToken": False,  # it never calls the API server
-                "topologySpreadConstraints": topology_spread(name, COMPONENT),
-                "containers": [container],
-                "terminationGracePeriodSeconds": 30,
-                "volumes": [
-                    {
-                        "name": "config",
-                        "configMap": {"name": configmap["metadata"]["name"]},
-                    },
-                    {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                ],
+        "automountServiceAccountToken": False,  # it never calls the API server
+        "topologySpreadConstraints": topology_spread(name, COMPONENT),
+        "containers": [container],
+        "terminationGracePeriodSeconds": 30,
+        "volumes": [
+            {
+                "name": "config",
+                "configMap": {"name": configmap["metadata"]["name"]},
             },
-        },
+            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        ],
     }
-    # With autoscaling the gateway's HPA owns the replica count; writing it here would reset
-    # the HPA's choice on every reconcile (the operator merge-patches what it renders).
-    if spec.serving.autoscaling is None:
-        deployment_spec["replicas"] = REPLICAS
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_meta(
-            naming.gateway_name(name),
-            namespace,
-            name,
-            uid,
-            COMPONENT,
-            annotations={REVISION_ANNOTATION: revision},
-        ),
-        "spec": deployment_spec,
-    }
+    # With autoscaling the gateway's HPA owns the replica count.
+    replicas = REPLICAS if spec.serving.autoscaling is None else None
+    return rolling_deployment(naming.gateway_name(name), namespace, name, uid, COMPONENT,
+                              revision, pod_annotations, pod_spec, replicas)
 
 
 def render_gateway_service(name: str, namespace: str, uid: str) -> dict[str, Any]:

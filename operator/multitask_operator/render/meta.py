@@ -88,3 +88,41 @@ def cluster_ip_service(
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
+
+
+def scrape_annotations(port: int) -> dict[str, str]:
+    """Pod annotations that point a Prometheus scrape at `port`'s /metrics."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics"}
+
+
+def rolling_deployment(
+    object_name: str, namespace: str, owner: str, uid: str, component: str, revision: str,
+    pod_annotations: dict[str, str], pod_spec: dict[str, Any], replicas: int | None,
+) -> dict[str, Any]:
+    """A Deployment of one component that keeps every old pod serving until a new one is ready
+    (maxSurge 1, maxUnavailable 0: a rollout needs room for one extra pod, GPUs included).
+
+    `replicas` None leaves the count out: a HorizontalPodAutoscaler owns it, and writing it here
+    would reset the HPA's choice on every reconcile (the operator merge-patches what it renders,
+    so a key left out is left alone, and turning autoscaling off sets it again)."""
+    deployment_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(owner, component)},
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        "template": {
+            "metadata": {"labels": labels(owner, component), "annotations": pod_annotations},
+            "spec": pod_spec,
+        },
+    }
+    if replicas is not None:
+        deployment_spec["replicas"] = replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": object_meta(object_name, namespace, owner, uid, component,
+                                annotations={REVISION_ANNOTATION: revision}),
+        "spec": deployment_spec,
+    }

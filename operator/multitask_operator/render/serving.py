@@ -21,9 +21,8 @@ from .meta import (
     REVISION_ANNOTATION,
     cluster_ip_service,
     http_probe,
-    labels,
-    object_meta,
-    selector_labels,
+    rolling_deployment,
+    scrape_annotations,
 )
 from .scaling import topology_spread
 from .tasks import RoutedTask, adapter_groups
@@ -186,43 +185,12 @@ def render_inference_deployment(
             {"name": "tmp", "emptyDir": {}},
         ],
     }
-    deployment_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(name, COMPONENT)},
-        # Keep every old replica serving until a new one is ready; this needs room (GPUs) for
-        # one extra replica during a rollout.
-        "strategy": {
-            "type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
-        },
-        "template": {
-            "metadata": {
-                "labels": labels(name, COMPONENT),
-                # Both engines serve Prometheus metrics on their HTTP port; the queue gauge
-                # among them is what the HPA of serving.autoscaling scales on.
-                "annotations": {
-                    REVISION_ANNOTATION: revision,
-                    "prometheus.io/scrape": "true",
-                    "prometheus.io/port": str(PORT),
-                    "prometheus.io/path": "/metrics",
-                },
-            },
-            "spec": pod_spec,
-        },
-    }
-    # With autoscaling the HorizontalPodAutoscaler owns the replica count; writing it here
-    # would reset the HPA's choice on every reconcile (the operator merge-patches what it
-    # renders, so a key left out is left alone, and turning autoscaling off sets it again).
-    if spec.serving.autoscaling is None:
-        deployment_spec["replicas"] = spec.serving.replicas
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": object_meta(
-            naming.inference_name(name), namespace, name, uid, COMPONENT,
-            annotations={REVISION_ANNOTATION: revision},
-        ),
-        "spec": deployment_spec,
-    }
+    # Both engines serve Prometheus metrics on their HTTP port; the queue gauge among them is
+    # what the HPA of serving.autoscaling scales on, and that HPA owns the count when it is set.
+    pod_annotations = {REVISION_ANNOTATION: revision, **scrape_annotations(PORT)}
+    replicas = spec.serving.replicas if spec.serving.autoscaling is None else None
+    return rolling_deployment(naming.inference_name(name), namespace, name, uid, COMPONENT,
+                              revision, pod_annotations, pod_spec, replicas)
 
 
 def render_inference_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
