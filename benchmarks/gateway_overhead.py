@@ -11,8 +11,10 @@ the same machine state. Throughput: `--concurrency` requests in flight for `--se
 way. The ratios compare the paths measured in the same run. `--record` writes the
 `## Gateway overhead` section of benchmarks/RESULTS.md.
 
-A third path attributes the cost: the same gateway whose upstream call is a bare aiohttp POST
-instead of huggingface_hub's AsyncInferenceClient (an instrument here, not a product mode).
+A third path shows why unary calls do not go through huggingface_hub: the same gateway whose
+`/generate` call is `AsyncInferenceClient.text_generation` (an instrument here, not a product
+mode). Streams are measured too (p50 time to the last of 4 events, sequential): they do go
+through AsyncInferenceClient, so their overhead is reported on its own.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Gateway overhead"
 BODY = {"inputs": "How do I get a refund?", "parameters": {"max_new_tokens": 8}}
+STREAM_EVENTS = 4
 CONFIG = {
     "model": "bench",
     "limits": {"maxConcurrencyPerTask": 100000, "maxNewTokens": 64},
@@ -51,46 +54,57 @@ def run_upstream(port: int) -> None:
     from multitask_gateway.serve import run
 
     answer = json.dumps({"generated_text": "a fixed answer"}).encode()
+    events = []
+    for i in range(STREAM_EVENTS):
+        last = i == STREAM_EVENTS - 1
+        event = {"index": i + 1, "token": {"id": i, "text": "x", "logprob": 0.0, "special": False},
+                 "generated_text": "x" * STREAM_EVENTS if last else None,
+                 "details": {"finish_reason": "length", "generated_tokens": STREAM_EVENTS,
+                             "seed": None} if last else None}
+        events.append(b"data:" + json.dumps(event).encode() + b"\n\n")
 
-    async def generate(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(body=answer, content_type="application/json")
+    async def generate(request: web.Request) -> web.StreamResponse:
+        if not json.loads(await request.read()).get("stream"):
+            return web.Response(body=answer, content_type="application/json")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(event)
+        await response.write_eof()
+        return response
 
     async def health(request: web.Request) -> web.Response:
         return web.Response()
 
     app = web.Application()
     app.add_routes([web.post("/", generate), web.post("/generate", generate),
-                    web.get("/health", health)])
+                    web.post("/generate_stream", generate), web.get("/health", health)])
     run(app, "127.0.0.1", port)
 
 
-def run_gateway(port: int, upstream: str, bare: bool = False) -> None:
-    import aiohttp
+def run_gateway(port: int, upstream: str, hf_unary: bool = False) -> None:
     from multitask_gateway.app import create_app
     from multitask_gateway.config import parse_config
     from multitask_gateway.serve import run
     from multitask_gateway.upstream import make_upstream
     from multitask_gateway.upstream.tgi import TgiUpstream
 
-    class BareTgi(TgiUpstream):
-        """The TGI upstream with its non-streaming call done by a bare aiohttp session."""
-
-        async def start(self) -> None:
-            await super().start()
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-
-        async def close(self) -> None:
-            await self.session.close()
-            await super().close()
+    class HfUnaryTgi(TgiUpstream):
+        """The TGI upstream with its unary call made by AsyncInferenceClient.text_generation on
+        the shared pool, as the gateway did before upstream/http1.py (one client per call)."""
 
         async def generate(self, prompt, parameters):
-            body = {"inputs": prompt, "parameters": parameters}
-            async with self.session.post(self.url + "/generate", json=body) as response:
-                return await response.json()
+            params = dict(parameters)
+            details = bool(params.pop("details", False))
+            client = self._client()
+            try:
+                output = await client.text_generation(prompt, details=details, **params)
+            finally:
+                await client.close()
+            return dict(output) if details else {"generated_text": output}
 
     config = parse_config(CONFIG)
-    client = BareTgi(upstream, 30) if bare else make_upstream("tgi", upstream, 30, "bench")
+    client = HfUnaryTgi(upstream, 30) if hf_unary else make_upstream("tgi", upstream, 30, "bench")
     run(create_app(config, client), "127.0.0.1", port)
 
 
@@ -109,15 +123,19 @@ async def wait_up(session, url: str, process) -> None:
 
 
 async def latencies(session, url: str, count: int) -> list[float]:
-    payload = json.dumps(BODY).encode()
+    """Sequential requests; a stream's latency is the time to its last event."""
+    stream = url.endswith("_stream")
+    payload = json.dumps({**BODY, "stream": True} if stream else BODY).encode()
     headers = {"Content-Type": "application/json"}
     samples = []
     for _ in range(count):
         start = time.perf_counter()
         async with session.post(url, data=payload, headers=headers) as response:
-            await response.read()
+            body = await response.read()
             assert response.status == 200, response.status
         samples.append(time.perf_counter() - start)
+        if stream:
+            assert body.count(b"data:") == STREAM_EVENTS, body
     return samples
 
 
@@ -152,9 +170,14 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], processes) -> 
     async with aiohttp.ClientSession(connector=connector) as session:
         for url, process in zip(urls.values(), processes, strict=True):
             await wait_up(session, url, process)
-        paths = {"direct": urls["direct"] + "/"}
-        for name in ("gateway", "bare"):
-            paths[name] = urls[name] + "/tasks/summary/generate"
+        paths = {
+            "direct": urls["direct"] + "/generate",
+            "gateway": urls["gateway"] + "/tasks/summary/generate",
+            "hf_unary": urls["hf_unary"] + "/tasks/summary/generate",
+            "direct_stream": urls["direct"] + "/generate_stream",
+            "gateway_stream": urls["gateway"] + "/tasks/summary/generate_stream",
+        }
+        unary = ("direct", "gateway", "hf_unary")
         for url in paths.values():  # warm up connections, caches and the JIT-less hot paths
             await latencies(session, url, 200)
         samples: dict[str, list[float]] = {name: [] for name in paths}
@@ -162,9 +185,9 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], processes) -> 
         for _ in range(rounds):
             for name, url in paths.items():
                 samples[name] += await latencies(session, url, args.requests // rounds)
-        rates = {name: 0.0 for name in paths}
-        for name, url in paths.items():
-            rates[name] = await throughput(session, url, args.concurrency, args.seconds)
+        rates = {name: None for name in paths}
+        for name in unary:
+            rates[name] = await throughput(session, paths[name], args.concurrency, args.seconds)
     result = {}
     for name in paths:
         result[name] = {
@@ -176,11 +199,20 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], processes) -> 
     result["overhead_p99_ms"] = result["gateway"]["p99_ms"] - result["direct"]["p99_ms"]
     result["latency_ratio_p50"] = result["gateway"]["p50_ms"] / result["direct"]["p50_ms"]
     result["throughput_ratio"] = result["gateway"]["rps"] / result["direct"]["rps"]
+    result["stream_overhead_p50_ms"] = (
+        result["gateway_stream"]["p50_ms"] - result["direct_stream"]["p50_ms"]
+    )
     return result
 
 
 def report(result: dict, args: argparse.Namespace, load: float) -> str:
-    d, g, b = result["direct"], result["gateway"], result["bare"]
+    d, g, h = result["direct"], result["gateway"], result["hf_unary"]
+    ds, gs = result["direct_stream"], result["gateway_stream"]
+
+    def row(name: str, r: dict) -> str:
+        rate = f"{r['rps']:.0f} req/s" if r["rps"] is not None else "-"
+        return f"| {name} | {r['p50_ms']:.3f} ms | {r['p99_ms']:.3f} ms | {rate} |"
+
     cores = os.cpu_count()
     return "\n".join([
         SECTION,
@@ -191,31 +223,34 @@ def report(result: dict, args: argparse.Namespace, load: float) -> str:
         "upstream, gateway and load generator share them, on loopback; load average "
         f"{load:.1f} when the run started (other work on the machine adds noise, mostly to p99).",
         "The upstream is a minimal aiohttp app with a fixed answer, so the gateway is what is "
-        "measured; both paths were measured in the same run.",
+        "measured; all paths were measured in the same run (latency: sequential requests, "
+        f"paths alternating; throughput: {args.concurrency} in flight for {args.seconds:g} s).",
         "",
         "| path | p50 latency | p99 latency | throughput |",
         "|---|---|---|---|",
-        f"| direct to upstream | {d['p50_ms']:.3f} ms | {d['p99_ms']:.3f} ms | "
-        f"{d['rps']:.0f} req/s |",
-        f"| through the gateway | {g['p50_ms']:.3f} ms | {g['p99_ms']:.3f} ms | "
-        f"{g['rps']:.0f} req/s |",
-        f"| gateway, bare aiohttp upstream call (attribution only) | {b['p50_ms']:.3f} ms | "
-        f"{b['p99_ms']:.3f} ms | {b['rps']:.0f} req/s |",
+        row("direct to upstream, /generate", d),
+        row("through the gateway, /generate", g),
+        row("gateway with AsyncInferenceClient for /generate (instrument: the old design)", h),
+        row(f"direct to upstream, /generate_stream ({STREAM_EVENTS} events)", ds),
+        row(f"through the gateway, /generate_stream ({STREAM_EVENTS} events)", gs),
         "",
-        f"Gateway overhead: +{result['overhead_p50_ms']:.3f} ms at p50, "
+        f"Gateway overhead on /generate: +{result['overhead_p50_ms']:.3f} ms at p50, "
         f"+{result['overhead_p99_ms']:.3f} ms at p99; latency ratio (p50) "
-        f"{result['latency_ratio_p50']:.2f}x; throughput ratio {result['throughput_ratio']:.2f}.",
-        f"Of the p50 overhead, {b['p50_ms'] - d['p50_ms']:.3f} ms is the gateway's own work "
-        "(HTTP server, routing, prompt, limits, metrics) and "
-        f"{g['p50_ms'] - b['p50_ms']:.3f} ms is huggingface_hub's AsyncInferenceClient "
-        "(httpx request building, token lookup, a thread hop per response).",
+        f"{result['latency_ratio_p50']:.2f}x; throughput ratio {result['throughput_ratio']:.2f} "
+        f"({g['rps']:.0f} vs {d['rps']:.0f} req/s).",
+        f"With AsyncInferenceClient for the unary call the overhead would be "
+        f"+{h['p50_ms'] - d['p50_ms']:.3f} ms at p50 and the throughput {h['rps']:.0f} req/s "
+        f"({g['rps'] / h['rps']:.2f}x less than the gateway's).",
+        f"Streams (through AsyncInferenceClient): +{result['stream_overhead_p50_ms']:.3f} ms at "
+        "p50 to the last event, paid once per stream.",
         "",
     ])
 
 
-def record(section: str) -> None:
+def record_section(heading: str, section: str) -> None:
+    """Replace (or append) the `heading` section of benchmarks/RESULTS.md."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text)
     else:
@@ -231,13 +266,13 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    ports = {name: free_port() for name in ("direct", "gateway", "bare")}
+    ports = {name: free_port() for name in ("direct", "gateway", "hf_unary")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=run_upstream, args=(ports["direct"],), daemon=True),
         context.Process(target=run_gateway, args=(ports["gateway"], urls["direct"]), daemon=True),
-        context.Process(target=run_gateway, args=(ports["bare"], urls["direct"], True),
+        context.Process(target=run_gateway, args=(ports["hf_unary"], urls["direct"], True),
                         daemon=True),
     ]
     for process in processes:
@@ -255,7 +290,7 @@ def main() -> None:
     print(section)
     print(json.dumps(result, indent=2), file=sys.stderr)
     if args.record:
-        record(section)
+        record_section(SECTION, section)
 
 
 if __name__ == "__main__":

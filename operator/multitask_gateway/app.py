@@ -47,6 +47,7 @@ class Gateway:
         self.upstream = upstream
         self.metrics = metrics or GatewayMetrics()
         self.in_flight = {name: 0 for name in config.tasks}
+        self._gauges: dict[str, Any] = {}  # in_flight children by task (see metrics.py)
 
     # ------------------------------------------------------------------ app
 
@@ -177,7 +178,9 @@ class Gateway:
                 "overloaded",
             )
         self.in_flight[task.name] += 1
-        gauge = self.metrics.in_flight.labels(task.name)
+        gauge = self._gauges.get(task.name)
+        if gauge is None:
+            gauge = self._gauges[task.name] = self.metrics.in_flight.labels(task.name)
         gauge.inc()
         try:
             yield

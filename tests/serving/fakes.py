@@ -21,10 +21,13 @@ async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 class FakeTgi:
-    """Answers like TGI; `mode` picks the behaviour: ok, status, hang, stream_error."""
+    """Answers like TGI; `mode` picks the behaviour: ok, status, hang, stream_error, garbage."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.paths: list[str] = []  # the path of each generation request
+        self.peers: set[Any] = set()  # the client ends of the connections they came on
+        self.cancelled = asyncio.Event()  # set when a hanging request's client went away
         self.mode = "ok"
         self.text = "generated"
         self.tokens = ["one", " two", " three"]
@@ -39,6 +42,7 @@ class FakeTgi:
         app = web.Application()
         app.add_routes([
             web.post("/", self.compat),
+            web.post("/generate", self.compat),
             web.get("/health", self.health),
             web.get("/info", self.info),
         ])
@@ -55,11 +59,19 @@ class FakeTgi:
     async def compat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
+        self.paths.append(request.path)
+        self.peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         self.received.set()
         if self.mode == "hang":
-            await self.release.wait()
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
         if self.mode == "status":
             return web.json_response(self.error, status=self.status)
+        if self.mode == "garbage":
+            return web.Response(text="<html>proxy error</html>", content_type="text/html")
         if body.get("stream"):
             return await self._stream(request)
         answer: dict[str, Any] = {"generated_text": self.text}

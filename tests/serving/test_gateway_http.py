@@ -179,6 +179,51 @@ class TestValidation:
         assert status == 405 and json.loads(text)["error_type"] == "method_not_allowed"
 
 
+class TestUpstreamCalls:
+    async def test_unary_calls_post_tgi_json_to_generate_on_one_kept_alive_connection(
+        self, tgi_gateway
+    ):
+        fake, gw = tgi_gateway
+        for _ in range(3):
+            assert (await gw.post("/tasks/summary/generate", {"inputs": "x"}))[0] == 200
+        assert fake.paths == ["/generate"] * 3
+        assert fake.requests[-1]["stream"] is False
+        assert set(fake.requests[-1]) == {"inputs", "parameters", "stream"}
+        assert len(fake.peers) == 1
+
+    async def test_details_are_asked_for_and_passed_on(self, tgi_gateway):
+        fake, gw = tgi_gateway
+        status, body = await gw.post("/tasks/summary/generate",
+                                     {"inputs": "x", "parameters": {"details": True}})
+        assert status == 200 and body["details"]["finish_reason"] == "eos_token"
+        assert fake.requests[-1]["parameters"]["details"] is True
+
+    async def test_streams_go_through_the_huggingface_client(self, tgi_gateway):
+        fake, gw = tgi_gateway
+        async with gw.session.post(gw.url + "/tasks/summary/generate_stream",
+                                   json={"inputs": "x"}) as r:
+            assert len([e async for e in sse_events(r)]) == 3
+        assert fake.paths == ["/"]  # AsyncInferenceClient posts to the base URL
+        assert fake.requests[-1]["stream"] is True
+
+    async def test_a_client_that_leaves_closes_the_upstream_request(self, tgi_gateway):
+        fake, gw = tgi_gateway
+        fake.mode = "hang"
+        call = asyncio.create_task(gw.post("/tasks/summary/generate", {"inputs": "x"}))
+        await asyncio.wait_for(fake.received.wait(), 5)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await asyncio.wait_for(fake.cancelled.wait(), 5)  # TGI would stop generating
+
+    async def test_an_answer_that_is_not_json_is_a_502(self, tgi_gateway):
+        fake, gw = tgi_gateway
+        fake.mode = "garbage"
+        status, body = await gw.post("/tasks/summary/generate", {"inputs": "x"})
+        assert status == 502 and body["error_type"] == "upstream"
+        assert "not JSON: b'<html>proxy error</html>'" in body["error"]
+
+
 class TestUpstreamFailures:
     async def test_upstream_down(self, start_gateway):
         gw = await start_gateway("http://127.0.0.1:9")  # discard port: nothing listens
@@ -368,6 +413,17 @@ class TestVllm:
             events = [e async for e in sse_events(r)]
         assert [e["token"]["text"] for e in events] == ["ref", "und"]
         assert events[-1]["generated_text"] == "refund"
+
+    async def test_info_and_health(self, fake_vllm, start_gateway):
+        _, url = fake_vllm
+        gw = await start_gateway(url, engine="vllm")
+        status, text = await gw.get("/info")
+        info = json.loads(text)
+        assert status == 200 and info["models"] == ["support"] and info["router"] == "vllm"
+        assert (await gw.get("/health"))[0] == 200
+        down = await start_gateway("http://127.0.0.1:9", engine="vllm")
+        status, text = await down.get("/health")
+        assert status == 503 and "http://127.0.0.1:9 is unreachable" in text
 
     async def test_errors_and_unsupported_parameters(self, fake_vllm, start_gateway):
         fake, url = fake_vllm

@@ -1,16 +1,24 @@
-"""TGI through `huggingface_hub.AsyncInferenceClient` (grammar, adapter_id, streaming).
+"""TGI: unary calls as TGI's own JSON over upstream/http1.py, streams through huggingface_hub.
 
-Connection reuse: AsyncInferenceClient enters every streamed response into its own exit stack
-and releases them only on `close()`, so one long-lived client would keep a reference to every
-stream it ever served. Instead each request gets a throwaway AsyncInferenceClient bound to one
-shared httpx pool (its `_async_client`, which the client creates lazily and otherwise owns):
-keep-alive connections are reused across requests, and closing the per-request client releases
-exactly that request's stream, also when the client of the gateway disconnects mid-stream.
-The pool's wire is aiohttp (transport.py): httpx's own HTTP/1.1 parser costs more CPU per
-request than the rest of the gateway.
+Unary calls (`/generate`, `/health`, `/info`) are where the gateway's own cost per request
+shows: a classification answer takes the inference server a few milliseconds and the gateway
+should add well under one. `AsyncInferenceClient.text_generation` costs about 1.4 ms of CPU
+per call on the benchmark's cores, nine times the lean pool (httpx request and response models,
+a token lookup in files, a thread hop per response; benchmarks/upstream_clients.py). So unary
+calls post the body it would send (`inputs`, `parameters` with `grammar` / `adapter_id` /
+`details`, `stream: false`) to `/generate` through the lean pool, and read TGI's
+`{"error", "error_type"}` answers the way it reads them.
 
-The client posts to the base URL (TGI's `/` route, which is /generate or /generate_stream
-depending on `stream`); `timeout` bounds connecting and every wait for the next bytes.
+Streams (`/generate_stream`) go through `AsyncInferenceClient` (its SSE parsing and error
+events), where the per-request cost is spread over the tokens. AsyncInferenceClient enters every
+streamed response into its own exit stack and releases them only on `close()`, so one long-lived
+client would keep a reference to every stream it ever served. Instead each stream gets a
+throwaway AsyncInferenceClient bound to one shared httpx pool (its `_async_client`, which the
+client creates lazily and otherwise owns): keep-alive connections are reused, and closing the
+per-request client releases exactly that stream, also when the gateway's client disconnects
+mid-stream. The pool's wire is aiohttp (transport.py): httpx's own HTTP/1.1 parser costs more
+CPU per request than the rest of the gateway. The client posts to the base URL (TGI's `/` route,
+a stream when `stream` is set); `timeout` bounds connecting and every wait for the next bytes.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from huggingface_hub.errors import (
 
 from .. import errors
 from .transport import AiohttpTransport
+from .unary import UnaryClient, text_of
 
 ERROR_TYPES: dict[type, str] = {
     ValidationError: "validation",
@@ -50,16 +59,19 @@ class TgiUpstream:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self._pool: httpx2.AsyncClient | None = None
+        self._unary = UnaryClient(self.url, timeout, _tgi_error)
 
     async def start(self) -> None:
         self._pool = httpx2.AsyncClient(
             timeout=httpx2.Timeout(self.timeout), transport=AiohttpTransport()
         )
+        self._unary.start()
 
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+        await self._unary.close()
 
     def _client(self) -> AsyncInferenceClient:
         if self._pool is None:
@@ -69,18 +81,15 @@ class TgiUpstream:
         return client
 
     async def generate(self, prompt: str, parameters: dict[str, Any]) -> dict[str, Any]:
-        params = dict(parameters)
-        details = bool(params.pop("details", False))
-        client = self._client()
-        try:
-            output = await client.text_generation(prompt, details=details, **params)
-        except Exception as error:  # noqa: BLE001 - every failure becomes a GatewayError
-            raise await self._translate(error) from None
-        finally:
-            await client.close()
-        if details:
-            return dict(output)
-        return {"generated_text": output}
+        body = {"inputs": prompt, "parameters": parameters, "stream": False}
+        answer = await self._unary.call_json("POST", "/generate", body)
+        if isinstance(answer, list) and answer:  # TGI's `/` answers a list; /generate does not
+            answer = answer[0]
+        if not isinstance(answer, dict):
+            raise errors.bad_upstream(
+                f"unexpected answer from the inference server: {str(answer)[:300]}"
+            )
+        return answer
 
     async def stream(
         self, prompt: str, parameters: dict[str, Any]
@@ -99,21 +108,10 @@ class TgiUpstream:
             await client.close()
 
     async def health(self) -> None:
-        await self._get("/health")
+        await self._unary.call("GET", "/health")
 
     async def info(self) -> dict[str, Any]:
-        return (await self._get("/info")).json()
-
-    async def _get(self, path: str) -> httpx2.Response:
-        if self._pool is None:
-            raise RuntimeError("TgiUpstream.start() was not awaited")
-        try:
-            response = await self._pool.get(self.url + path)
-        except Exception as error:  # noqa: BLE001
-            raise await self._translate(error) from None
-        if response.status_code != 200:
-            raise errors.from_upstream_status(response.status_code, response.text[:500], None)
-        return response
+        return await self._unary.call_json("GET", "/info")
 
     async def _translate(self, error: Exception) -> errors.GatewayError:
         """What went wrong, as the client of the gateway should hear it."""
@@ -139,6 +137,13 @@ class TgiUpstream:
         if isinstance(error, httpx2.HTTPError):
             return errors.bad_upstream(f"the connection to the inference server failed: {error!r}")
         return errors.bad_upstream(f"unexpected answer from the inference server: {error!r}")
+
+
+def _tgi_error(payload: Any, raw: bytes) -> tuple[str, str | None]:
+    """TGI's {"error", "error_type"} of a failed answer, or its text when it is not JSON."""
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"]), payload.get("error_type")
+    return (str(payload)[:500] if payload is not None else text_of(raw)) or "no details", None
 
 
 async def _error_body(response: httpx2.Response) -> tuple[str, str | None]:

@@ -4,6 +4,9 @@ The prompt is already templated by the gateway, so the plain completions endpoin
 one (chat completions would apply the chat template a second time). A LoRA adapter is selected
 by naming it as the `model` (vLLM's `--lora-modules NAME=PATH`); labels are enforced with
 vLLM's structured outputs (`structured_outputs: {"regex": ...}`, vLLM >= 0.10.2).
+
+Unary calls (completions without streaming, /health, /v1/models) go through the lean pool of
+upstream/http1.py, as TGI's do (why: see there); streams through aiohttp.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from .. import errors
+from .unary import UnaryClient, text_of
 
 # TGI parameters that have no vLLM completions counterpart: refused rather than ignored.
 UNSUPPORTED = ("best_of", "decoder_input_details", "top_n_tokens", "typical_p", "watermark")
@@ -30,8 +34,10 @@ class VllmUpstream:
         self.timeout = timeout
         self.model = served_model_name
         self._session: aiohttp.ClientSession | None = None
+        self._unary = UnaryClient(self.url, timeout, _vllm_error)
 
     async def start(self) -> None:
+        self._unary.start()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
             timeout=aiohttp.ClientTimeout(
@@ -43,6 +49,7 @@ class VllmUpstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        await self._unary.close()
 
     def completion_body(self, prompt: str, parameters: dict[str, Any], stream: bool) -> dict:
         """The /v1/completions request for a TGI request."""
@@ -82,7 +89,7 @@ class VllmUpstream:
 
     async def generate(self, prompt: str, parameters: dict[str, Any]) -> dict[str, Any]:
         body = self.completion_body(prompt, parameters, stream=False)
-        data = await self._post_json("/v1/completions", body)
+        data = await self._unary.call_json("POST", "/v1/completions", body)
         try:
             choice = data["choices"][0]
             text = choice["text"]
@@ -138,28 +145,13 @@ class VllmUpstream:
             response.release()
 
     async def health(self) -> None:
-        response = await self._request("GET", "/health")
-        response.release()
+        await self._unary.call("GET", "/health")
 
     async def info(self) -> dict[str, Any]:
-        response = await self._request("GET", "/v1/models")
-        try:
-            models = await response.json()
-        finally:
-            response.release()
-        names = [m.get("id") for m in models.get("data", [])]
+        models = await self._unary.call_json("GET", "/v1/models")
+        data = models.get("data") if isinstance(models, dict) else None
+        names = [m.get("id") for m in data or [] if isinstance(m, dict)]
         return {"model_id": self.model, "models": names, "router": "vllm"}
-
-    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._request("POST", path, body)
-        try:
-            return await response.json(content_type=None)
-        except (json.JSONDecodeError, aiohttp.ContentTypeError):
-            raise errors.bad_upstream("vLLM answered with something that is not JSON") from None
-        except TimeoutError:
-            raise self._timeout() from None
-        finally:
-            response.release()
 
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None
@@ -191,6 +183,10 @@ class VllmUpstream:
         return errors.timeout(
             f"the inference server at {self.url} sent nothing for {self.timeout:g} s"
         )
+
+
+def _vllm_error(payload: Any, raw: bytes) -> tuple[str, str | None]:
+    return (_message(payload) if payload is not None else text_of(raw)) or "no details", None
 
 
 def _message(payload: Any) -> str:
