@@ -9,7 +9,9 @@ TinyLlama-shaped, 22 layers x 2048, about 1.1B parameters), the same tokenized e
 lengths drawn log-normally, as real task data is: many short, a few long), the same batch size,
 learning-rate schedule and clipping, and the same number of optimizer steps. The baseline pads
 each random batch to its longest example (DataCollatorForSeq2Seq), which is what most
-fine-tuning scripts do; ours buckets each step by length under a token budget.
+fine-tuning scripts do; ours buckets each step by length under a token budget and packs each
+micro-batch's examples end to end. A third row runs ours with `--no-packing` (bucketing and
+padding), to show what packing adds.
 
 Reported per trainer: non-padding tokens per second (steps 2..N, so that start-up and the first
 step's allocations are left out), the share of computed tokens that are not padding, and on
@@ -100,7 +102,7 @@ def write_spec(folder: Path, model: Path, args) -> Path:
     return path
 
 
-def run_ours(folder: Path, spec_path: Path, args) -> dict:
+def run_ours(folder: Path, spec_path: Path, args, packing: bool = True) -> dict:
     from multitask_operator.api import Plan
     from multitask_operator.api.results import parse_progress_line
     from multitask_operator.workspace import Workspace
@@ -109,7 +111,7 @@ def run_ours(folder: Path, spec_path: Path, args) -> dict:
     from multitask_trainer.train import TrainOptions, train_stage
 
     spec = load_spec_file(spec_path)
-    ws = Workspace(folder / "ws")
+    ws = Workspace(folder / ("ws" if packing else "ws-padded"))
     prepare(spec, ws)
     plan = Plan.model_validate(json.loads(ws.plan_file.read_text()))
     events = []
@@ -122,7 +124,7 @@ def run_ours(folder: Path, spec_path: Path, args) -> dict:
     # step N also writes the final checkpoint, which the baseline (save_strategy no) does not.
     options = TrainOptions(log_every=args.steps - 1, cpu=args.device == "cpu",
                            micro_batch_tokens=args.micro_batch_tokens,
-                           micro_batch_overhead=args.micro_batch_overhead)
+                           micro_batch_overhead=args.micro_batch_overhead, packing=packing)
     train_stage(spec, ws, plan, "stage2", options, emit=emit)
     (t0, first), (t1, last) = events[0], events[-2]
     assert (first.step, last.step) == (1, args.steps - 1), [e.step for _, e in events]
@@ -250,10 +252,12 @@ def main() -> int:
         make_data(folder, examples=4000, max_words=args.max_seq_length // 8)
         spec_path = write_spec(folder, model, args)
         ours = run_ours(folder, spec_path, args)
+        padded = run_ours(folder, spec_path, args, packing=False)
         base = run_baseline(folder, spec_path, args)
 
     rows = []
-    for name, r in (("multitask_trainer", ours), ("transformers.Trainer", base)):
+    for name, r in (("multitask_trainer", ours), ("multitask_trainer --no-packing", padded),
+                    ("transformers.Trainer", base)):
         tps = r["tokens"] / r["seconds"]
         row = {"trainer": name, "tokens_per_s": tps, "non_padding": r["non_padding"]}
         if args.device == "cuda":
@@ -265,7 +269,8 @@ def main() -> int:
             flops = flops_per_token(args.model_size, args.method, seq) * tps
             row["mfu"] = flops / peak if peak else None
         rows.append(row)
-    ratio = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
+    ratio = rows[0]["tokens_per_s"] / rows[2]["tokens_per_s"]
+    packing_ratio = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
     device = f"CPU ({platform.processor() or platform.machine()})"
     if args.device == "cuda":
         import torch
@@ -281,7 +286,8 @@ def main() -> int:
         mfu = f"{row['mfu']:.1%}" if row.get("mfu") is not None else "n/a"
         lines.append(f"| {row['trainer']} | {row['tokens_per_s']:,.0f} | "
                      f"{row['non_padding']:.1%} | {mfu} |")
-    lines += ["", f"Throughput ratio (ours / Trainer): **{ratio:.2f}x**", ""]
+    lines += ["", f"Throughput ratio (ours / Trainer): **{ratio:.2f}x**; packing / "
+              f"--no-packing: {packing_ratio:.2f}x", ""]
     text = "\n".join(lines)
     print(text)
     if args.record:

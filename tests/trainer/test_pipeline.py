@@ -61,6 +61,16 @@ def test_the_loss_falls(pipeline):
     assert stage2[-1] < stage2[0] / 2
 
 
+def test_training_packs_and_reports_its_padding(pipeline):
+    ws, reports = pipeline
+    for stage in ("stage1", "stage2"):
+        details = reports[stage].details
+        assert details["packed"] is True  # the tiny Llama keeps packed examples apart
+        assert 0.5 < details["nonPaddingFraction"] <= 1
+        last = parse_progress_line(ws.progress_file(stage).read_text().splitlines()[-1])
+        assert last.non_padding_fraction == details["nonPaddingFraction"]
+
+
 def test_classification_ends_clearly_above_the_majority_class(pipeline):
     ws, reports = pipeline
     results = EvalResults.model_validate(json.loads(ws.eval_results_file.read_text()))

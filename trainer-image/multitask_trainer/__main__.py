@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--micro-batch-overhead", type=int,
                         help="cost of one more micro-batch in tokens (default 8 x maxSeqLength "
                         "on GPU, maxSeqLength on CPU)")
+    parser.add_argument("--no-packing", dest="packing", action="store_false",
+                        help="pad every example of a micro-batch to its longest instead of "
+                        "packing examples end to end (multitask_trainer/sampling.py)")
     parser.add_argument("--cpu", action="store_true", help="train on CPU even with a GPU")
     parser.add_argument("--fsdp", action="store_true",
                         help="train: shard the model over the processes with FSDP "
@@ -100,7 +103,8 @@ def run_step(args: argparse.Namespace) -> StepSummary:
 
         options = TrainOptions(log_every=args.log_every, cpu=args.cpu,
                                micro_batch_tokens=args.micro_batch_tokens,
-                               micro_batch_overhead=args.micro_batch_overhead)
+                               micro_batch_overhead=args.micro_batch_overhead,
+                               packing=args.packing)
         details = train_stage(spec, ws, plan, args.stage, options)
         verb = "was already trained" if details["skipped"] else "trained"
         return StepSummary(step="train", stage=details.get("stage", args.stage), ok=True,

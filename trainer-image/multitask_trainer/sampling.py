@@ -14,6 +14,13 @@ similar length where the padding saved outweighs the cost of one more forward pa
 `step_shards` does this for every rank at once: all ranks compute the same global schedule and
 the same shards, so the mixture is fixed before sharding and each example of a step goes to
 exactly one rank, whatever the number of ranks.
+
+`pack_rows` then packs each micro-batch: its examples are laid end to end in rows no longer
+than its longest example (best-fit decreasing), each with position ids that restart at 0, so a
+short example fills the room a padded layout would have wasted. The attention of transformers'
+models keeps packed examples apart when given such position ids and no attention mask
+(masking_utils.find_packed_sequence_indices; varlen kernels under flash-attention); the trainer
+checks that the model does before relying on it (train.packing_isolates).
 """
 
 from __future__ import annotations
@@ -117,9 +124,43 @@ def micro_batches(
     return groups[::-1]
 
 
-def padded_tokens(lengths: np.ndarray, groups: list[np.ndarray]) -> int:
-    """Tokens the model computes on, padding included, for these micro-batches."""
-    return int(sum(len(g) * lengths[g].max() for g in groups if len(g)))
+def pack_rows(lengths: np.ndarray, group: np.ndarray) -> list[np.ndarray]:
+    """The rows of one packed micro-batch: positions of `group`, placed best-fit decreasing
+    into rows of the group's longest length (so a row is never longer than the padded layout's
+    and attention costs no more per row). A micro-batch is a few dozen examples: the loop is
+    over those, not over the data."""
+    order = group[np.argsort(-lengths[group], kind="stable")]
+    if len(order) == 0:
+        return []
+    capacity = int(lengths[order[0]])
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for position in order:
+        need = int(lengths[position])
+        fits = [r for r in range(len(rows)) if room[r] >= need]
+        if fits:
+            best = min(fits, key=room.__getitem__)
+            rows[best].append(int(position))
+            room[best] -= need
+        else:
+            rows.append([int(position)])
+            room.append(capacity - need)
+    return [np.array(row, dtype=np.int64) for row in rows]
+
+
+def padded_tokens(lengths: np.ndarray, groups: list[np.ndarray], packed: bool = False) -> int:
+    """Tokens the model computes on, padding included, for these micro-batches: rows x
+    longest row, with the rows of `pack_rows` when `packed`, one example a row otherwise."""
+    total = 0
+    for group in groups:
+        if not len(group):
+            continue
+        if packed:
+            rows = pack_rows(lengths, group)
+            total += len(rows) * max(int(lengths[row].sum()) for row in rows)
+        else:
+            total += len(group) * int(lengths[group].max())
+    return total
 
 
 def step_shards(

@@ -12,8 +12,9 @@ schedule and the same micro-batches for all ranks (sampling.step_shards) and tra
 Shared files (checkpoints but for per-rank RNG states, progress, the final model) are written
 by global rank 0 only, so N nodes can share one workspace volume; checkpoints are read by all.
 The loop below reads straight down: the schedule fixes every step's examples, each step is
-cut into length-bucketed micro-batches, gradients accumulate over them, then clip, optimizer
-and scheduler step, checkpoint, log. The loss is summed over target tokens and divided by the
+cut into length-bucketed micro-batches whose examples are packed end to end into rows
+(sampling.pack_rows), gradients accumulate over them, then clip, optimizer and scheduler step,
+checkpoint, log. The loss is summed over target tokens and divided by the
 step's target-token count over all ranks, so the gradient is the same however the step is cut
 into micro-batches or ranks.
 """
@@ -46,7 +47,7 @@ from .encoding import PromptEncoder, TaskTokens
 from .errors import TrainerError
 from .modelio import load_base, load_stage, load_tokenizer, lora_config
 from .prepare import read_split
-from .sampling import MixtureSchedule, padded_tokens, step_shards
+from .sampling import MixtureSchedule, pack_rows, padded_tokens, step_shards
 
 
 @dataclass
@@ -65,6 +66,10 @@ class TrainOptions:
     # maxSeqLength on CPU, where splitting pays (measured: fewer, fuller passes still win over
     # padding-free ones).
     micro_batch_overhead: int | None = None
+    # Pack each micro-batch's examples end to end into rows (sampling.pack_rows) instead of
+    # padding every example to the longest; off, or a model whose attention does not keep
+    # packed examples apart (checked at start-up), pads.
+    packing: bool = True
     log_every: int = 10  # steps between progress lines; checkpoints and the end always log
     keep_checkpoints: int = 2  # older checkpoints are deleted once a newer one is complete
     max_grad_norm: float = 1.0
@@ -100,27 +105,39 @@ def load_stage_tokens(ws: Workspace, spec: MultiTaskModelSpec, stage: StagePlan,
 
 
 def collate(data: list[TaskTokens], task_ids: np.ndarray, example_ids: np.ndarray,
-            positions: np.ndarray, pad_id: int):
-    """Right-padded input_ids, attention_mask and labels (-100 on prompt and padding)."""
+            rows: list[np.ndarray], pad_id: int, packed: bool):
+    """Right-padded input_ids and labels (-100 on prompts and padding) for `rows`, each a run
+    of examples laid end to end; padded: one example a row and an attention_mask; packed:
+    position_ids restarting at every example and no mask (see sampling.pack_rows)."""
     import torch
 
-    seqs = [data[task_ids[p]].example(example_ids[p]) for p in positions]
-    width = max(len(ids) for ids, _ in seqs)
+    seqs = [[data[task_ids[p]].example(example_ids[p]) for p in row] for row in rows]
+    width = max(sum(len(ids) for ids, _ in row) for row in seqs)
     input_ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
-    attention = np.zeros((len(seqs), width), dtype=np.int64)
     labels = np.full((len(seqs), width), -100, dtype=np.int64)
-    for row, (ids, prompt_len) in enumerate(seqs):
-        n = len(ids)
-        input_ids[row, :n] = ids
-        attention[row, :n] = 1
-        labels[row, prompt_len:n] = ids[prompt_len:]
-    arrays = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    attention = np.zeros((len(seqs), width), dtype=np.int64)
+    position_ids = np.zeros((len(seqs), width), dtype=np.int64)
+    for r, row in enumerate(seqs):
+        at = 0
+        for ids, prompt_len in row:
+            n = len(ids)
+            input_ids[r, at:at + n] = ids
+            labels[r, at + prompt_len:at + n] = ids[prompt_len:]
+            position_ids[r, at:at + n] = np.arange(n)
+            at += n
+        attention[r, :at] = 1
+        position_ids[r, at:] = np.arange(width - at)  # the padding: a block of its own
+    arrays = {"input_ids": input_ids, "labels": labels}
+    if packed:
+        arrays["position_ids"] = position_ids
+    else:
+        arrays["attention_mask"] = attention
     return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
 def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.ndarray,
-                      example_ids: np.ndarray, groups: list[np.ndarray], pad_id: int,
-                      items: float, fsdp: bool = False):
+                      example_ids: np.ndarray, lengths: np.ndarray, groups: list[np.ndarray],
+                      pad_id: int, items: float, fsdp: bool = False, packed: bool = False):
     """Forward and backward over one step's micro-batches; returns the summed loss tensor.
 
     `items` is the step's target tokens over all ranks divided by the number of ranks: the loss
@@ -133,18 +150,59 @@ def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.n
     step_loss = torch.zeros((), device=accelerator.device)
     for i, positions in enumerate(groups):
         weight = 1.0 if len(positions) else 0.0
-        batch = collate(data, task_ids, example_ids, positions if weight else groups[0][:1],
-                        pad_id)
+        group = positions if weight else groups[0][:1]
+        rows = pack_rows(lengths, group) if packed else []
+        pack = packed and len(rows) < len(group)  # else no row is shared: pad, it is cheaper
+        if not pack:
+            rows = [group[j:j + 1] for j in range(len(group))]
+        batch = collate(data, task_ids, example_ids, rows, pad_id, pack)
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
         # DDP all-reduces gradients only after the last micro-batch's backward. FSDP
         # reduce-scatters after every one instead: no_sync would keep whole unsharded
         # gradients on every rank, the memory FSDP is there to save.
         last = i == len(groups) - 1
         with nullcontext() if fsdp or last else accelerator.no_sync(model):
-            out = model(**batch, num_items_in_batch=items)
+            # use_cache=False: training needs no KV cache, and with one transformers does
+            # not look for packed sequences in position_ids.
+            out = model(**batch, use_cache=False, num_items_in_batch=items)
             accelerator.backward(out.loss * weight)
         step_loss += out.loss.detach() * weight
     return step_loss
+
+
+def packing_isolates(model) -> bool:
+    """Whether the model keeps packed examples apart: a short sequence's log-probabilities
+    packed behind another (position ids restarting) match those it gets alone, while without
+    the restart (one long sequence) they visibly change. A model whose attention ignores
+    position_ids-based packing (custom code) fails this, and the trainer pads instead."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = int(model.config.vocab_size)
+    first = torch.randint(0, vocab, (1, 12), generator=generator)
+    second = torch.randint(0, vocab, (1, 6), generator=generator)
+    device = next(model.parameters()).device
+    both = torch.cat([first, second], dim=1).to(device)
+    restart = torch.cat([torch.arange(12), torch.arange(6)]).unsqueeze(0).to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            def logprobs(**kwargs):
+                logits = model(**kwargs, use_cache=False).logits.float()
+                return torch.log_softmax(logits[0, -6:], dim=-1)
+
+            alone = logprobs(input_ids=second.to(device))
+            packed = logprobs(input_ids=both, position_ids=restart)
+            joined = logprobs(input_ids=both)
+    finally:
+        model.train(was_training)
+    # Without isolation `packed` is `joined` (leak = context); with it, only rounding is left,
+    # which in bf16 can be a few hundredths of a nat: a quarter of the context effect sits
+    # well between the two.
+    leak = (packed - alone).abs().max().item()
+    context = (joined - alone).abs().max().item()
+    return leak <= max(1e-4, 0.25 * context)
 
 
 def drop_tied_copies(model, state_dict: dict) -> None:
@@ -250,6 +308,10 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
     lora = train.method == "lora"
     dtype = torch.bfloat16 if cuda and lora else torch.float32
     model = build_model(spec, ws, stage, dtype)
+    packed = options.packing and packing_isolates(model)
+    if options.packing and not packed and accelerator.is_main_process:
+        print(f"stage {stage.name}: the model's attention does not keep packed examples apart "
+              "(position_ids); padding every example instead", file=sys.stderr)
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for all parameters; LoRA has hundreds of small ones.
     optimizer = torch.optim.AdamW(params, lr=train.effective_learning_rate,
@@ -296,8 +358,8 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         # -- forward/backward
         try:
             step_loss = run_micro_batches(model, accelerator, data, task_ids, example_ids,
-                                          groups, tokenizer.pad_token_id, targets_all / world,
-                                          fsdp)
+                                          lengths, groups, tokenizer.pad_token_id,
+                                          targets_all / world, fsdp, packed)
         except torch.OutOfMemoryError as err:
             raise TrainerError(
                 f"stage {stage.name}: out of GPU memory in a micro-batch of up to {budget} "
@@ -315,7 +377,7 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         done = step + 1
         last_loss = step_loss
         counters["tokens"] += int(lengths.sum())
-        counters["paddedTokens"] += sum(padded_tokens(lengths, g) for g in all_groups)
+        counters["paddedTokens"] += sum(padded_tokens(lengths, g, packed) for g in all_groups)
         tokens_since_log += int(lengths.sum())
 
         # -- checkpoint
@@ -355,6 +417,7 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         # The last step always logs, so this is its loss over all ranks, the same everywhere.
         "lastLoss": None if logged_loss is None else round(logged_loss, 6),
         "nonPaddingFraction": round(counters["tokens"] / max(counters["paddedTokens"], 1), 4),
+        "packed": packed,
         "truncatedInputs": truncated,
         "truncatedTargets": sum(d.truncated_targets for d in data),
     }
