@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -187,6 +188,13 @@ def test_serve_answers_through_the_gateway(example, finished):
         labels = {"intent": {"refund", "shipping", "cancel", "account"},
                   "mood": {"positive", "negative"}}[task]
         assert answer["label"] in labels
+        # SIGTERM to `mtm run` alone (as `kill` sends it) stops the servers it started too.
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 0
+        for server_port in (port, port + 1):
+            with socket.socket() as sock:
+                assert sock.connect_ex(("127.0.0.1", server_port)) != 0, server_port
     finally:
-        os.killpg(child.pid, signal.SIGINT)
-        child.wait(timeout=60)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGINT)
+            child.wait(timeout=60)

@@ -9,6 +9,7 @@ both.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -68,6 +69,10 @@ def _example_curl(port: int, task: RoutedTask) -> str:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def serve_locally(result: RunResult, port: int) -> None:
     spec = result.document.model.spec
     qualified = result.report["qualified"]
@@ -87,6 +92,11 @@ def serve_locally(result: RunResult, port: int) -> None:
     mtm = [sys.executable, "-m", "multitask_operator.cli"]
     upstream_port = port + 1
     children: list[subprocess.Popen] = []
+    # `kill`, a closed terminal or a process manager stop us as Ctrl-C does: through `finally`,
+    # which stops the model server and the gateway (Python's default for SIGTERM would exit at
+    # once and leave both running, holding their ports).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         model = subprocess.Popen(
             [*mtm, "serve-model", str(export_dir), "--port", str(upstream_port)]
