@@ -243,6 +243,9 @@ def report(result: dict, args: argparse.Namespace, load: float) -> str:
         f"({g['rps'] / h['rps']:.2f}x less than the gateway's).",
         f"Streams (through AsyncInferenceClient): +{result['stream_overhead_p50_ms']:.3f} ms at "
         "p50 to the last event, paid once per stream.",
+        f"Target (overhead under 1 ms at p50, at least 2,000 requests/s on 2 cores): "
+        f"{'met' if result['overhead_p50_ms'] < 1 and g['rps'] >= 2000 else 'NOT met'} "
+        "in this run.",
         "",
     ])
 
