@@ -3,6 +3,7 @@ plans them), the table's arithmetic, and one reduced end-to-end run (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,9 +35,9 @@ def _local() -> tuple[MultiTaskModelSpec, dict[str, int], dict[str, list[str]]]:
     return doc.model.spec, data.counts, data.labels
 
 
-def _variants(**kwargs):
+def _variants(seed: int = 0, **kwargs):
     spec, counts, labels = _local()
-    return {v.run_name: v for v in build_variants(spec, counts, labels, 0, **kwargs)}
+    return {v.run_name: v for v in build_variants(spec, counts, labels, seed, **kwargs)}
 
 
 def test_every_multi_task_variant_trains_the_recipes_steps():
@@ -292,6 +293,20 @@ def test_reduced_ablation_end_to_end(tmp_path):
     assert again.stdout.count("already finished") == 4 + 2 + 2 + 3  # stages and evaluates
     assert json.loads((folder / "ablation.json").read_text())["stepBudget"] == 10
 
+    # The sweep adds recipes that differ in stage 2 only: their stage 1 is the recipe's, copied.
+    swept = subprocess.run([*command, "--sweep", "--sweep-k", "30"], capture_output=True,
+                           text=True, timeout=600, env=env, cwd=REPO, check=False)
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert swept.stdout.count("the same training as recipe's: reused") == 2, swept.stdout
+    runs = tmp_path / "ws" / "ablation" / "runs" / "seed-0"
+    recipe_weights = (runs / "recipe" / "stages" / "stage1" / "final" / "model.safetensors")
+    for name in ("recipe-t1.43-k30", "recipe-t3.33-k30"):
+        copied = runs / name / "stages" / "stage1" / "final" / "model.safetensors"
+        assert copied.read_bytes() == recipe_weights.read_bytes(), name
+        assert (runs / name / "stages" / "stage2" / "final").is_dir(), name
+    table = json.loads((folder / "ablation.json").read_text())
+    assert {v["name"]: v["steps"] for v in table["variants"]}["recipe-t3.33-k30"] == [10]
+
 
 def test_cli_refuses_bad_options(tmp_path):
     done = subprocess.run([sys.executable, "-m", "multitask_operator.cli", "ablate",
@@ -300,3 +315,62 @@ def test_cli_refuses_bad_options(tmp_path):
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1
     assert "--variants: mtl-uniform is not a variant" in done.stderr
+
+
+def _workspace(root: Path, variant, data: bytes = b'{"input": "x", "output": "y"}\n'):
+    """A prepared workspace of `variant` as the trainer would leave it (plan, spec, splits)."""
+    from multitask_operator.workspace import Workspace, write_json_atomic
+
+    ws = Workspace(root)
+    write_json_atomic(ws.plan_file, variant.plan.model_dump(mode="json", by_alias=True))
+    write_json_atomic(ws.spec_file, variant.spec.model_dump(mode="json", by_alias=True))
+    for task in variant.spec.tasks:
+        ws.train_file(task.name).parent.mkdir(parents=True, exist_ok=True)
+        ws.train_file(task.name).write_bytes(data)
+    return ws
+
+
+def _train(ws, stage: str, weights: bytes, seconds: float) -> None:
+    from multitask_operator.workspace import publish, write_json_atomic
+
+    with publish(ws.final_dir(stage), {"stage": stage}) as scratch:
+        (scratch / "model.safetensors").write_bytes(weights)
+    ws.checkpoints_dir(stage).mkdir(parents=True)
+    ws.progress_file(stage).write_text('{"step": 1}\n')
+    times = ws.root / "steps.json"
+    write_json_atomic(times, {**(json.loads(times.read_text()) if times.is_file() else {}),
+                              stage: seconds})
+
+
+def test_a_swept_recipe_reuses_the_recipes_stage_1_and_nothing_else(tmp_path):
+    from multitask_operator.local.reuse import reuse_stage, stage_key
+
+    variants = _variants(sweep=True)
+    recipe = _workspace(tmp_path / "recipe", variants["recipe"])
+    _train(recipe, "stage1", b"stage one", 12.5)
+    _train(recipe, "stage2", b"stage two", 30.0)
+    swept_name = next(n for n in variants if n.startswith("recipe-t"))
+    swept = _workspace(tmp_path / "swept", variants[swept_name])
+
+    assert reuse_stage(swept, "stage1", [recipe]) == recipe.root
+    assert swept.stage_done("stage1")
+    assert (swept.final_dir("stage1") / "model.safetensors").read_bytes() == b"stage one"
+    assert not swept.checkpoints_dir("stage1").exists()  # checkpoints stay behind
+    assert json.loads((swept.root / "steps.json").read_text()) == {"stage1": 12.5}
+    # Stage 2 mixes differently: it trains. A finished stage is never replaced.
+    assert stage_key(swept, "stage2") != stage_key(recipe, "stage2")
+    assert reuse_stage(swept, "stage2", [recipe]) is None and not swept.stage_done("stage2")
+    assert reuse_stage(swept, "stage1", [recipe]) is None
+
+    # Other training settings, other data, or another seed: stage 1 trains too.
+    spec = variants[swept_name].spec
+    other_lr = spec.model_copy(update={"training": spec.training.model_copy(
+        update={"learning_rate": spec.training.effective_learning_rate * 2})})
+    changed = [
+        _workspace(tmp_path / "lr", dataclasses.replace(variants[swept_name], spec=other_lr)),
+        _workspace(tmp_path / "data", variants[swept_name], data=b'{"input": "z"}\n'),
+        _workspace(tmp_path / "seed", _variants(sweep=True, seed=1)[swept_name]),
+    ]
+    for ws in changed:
+        assert reuse_stage(ws, "stage1", [recipe]) is None, ws.root
+        assert not ws.stage_done("stage1")

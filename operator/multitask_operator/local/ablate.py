@@ -9,7 +9,9 @@ run with the same trainer steps as `mtm run`: prepare, its stages, evaluate. Lay
     WORKSPACE/ablation/runs/seed-S/VARIANT/steps.json      wall seconds of each step as run
     WORKSPACE/ablation/{ablation.md, ablation.json, ratios.png}
 
-A rerun resumes: finished steps are skipped by their workspace markers, as in `mtm run`.
+A rerun resumes: finished steps are skipped by their workspace markers, as in `mtm run`. A
+stage that an earlier run of the seed already trained with the same inputs (the recipe's stage 1
+in every swept variant) is copied instead of trained again (local/reuse.py).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .ablation_report import write_ablation_report
 from .display import RunDisplay
 from .pipeline import load_document
 from .process import run_trainer_step
+from .reuse import reuse_stage
 from .steps import prepare_step, remaining_steps
 
 
@@ -96,6 +99,7 @@ class Runner:
 
     def __init__(self, display: RunDisplay):
         self.display = display
+        self.finished: list[Workspace] = []  # donors of identical stages (local/reuse.py)
 
     def step(self, ws: Workspace, label: str, args: tuple[str, ...], total: int | None) -> None:
         self.display.start(label, total)
@@ -124,13 +128,21 @@ class Runner:
         """Train the prepared workspace's stages and evaluate (no export: nothing is served)."""
         ws = Workspace(root)
         plan = Plan.model_validate(json.loads(ws.plan_file.read_text()))
+        reused = set()
+        for stage in plan.stages:  # in plan order: a stage's initFrom comes before it
+            donor = reuse_stage(ws, stage.name, self.finished)
+            if donor is not None:
+                reused.add(stage.name)
+                self.display.skipped(f"{label} {stage.name}",
+                                     f"the same training as {donor.name}'s: reused")
         done, todo = remaining_steps(ws, plan)
         for step in done:
-            if step.name != "export":
+            if step.name != "export" and step.name not in reused:
                 self.display.skipped(f"{label} {step.name}", "already finished")
         for step in todo:
             if step.name != "export":
                 self.step(ws, f"{label} {step.name}", step.args, step.total_steps)
+        self.finished.append(ws)
 
 
 def prepared_counts(root: Path) -> tuple[dict[str, int], dict[str, list[str]]]:
