@@ -110,3 +110,16 @@ def test_a_model_that_ignores_packed_positions_is_detected():
     leaky = Leaky(tiny_llama().config)
     assert not packing_isolates(leaky)
     assert leaky.training  # the check leaves the model as it found it
+
+
+def test_weights_that_cannot_be_checked_are_not_trusted():
+    """Under FSDP's RAM-efficient loading a rank's weights may be on the meta device: rank 0
+    decides, and without real weights to check it pads."""
+    from accelerate import Accelerator
+    from multitask_trainer.train import decide_packing
+
+    accelerator = Accelerator(cpu=True)
+    assert decide_packing(accelerator, tiny_llama())
+    with torch.device("meta"):
+        on_meta = tiny_llama()
+    assert not decide_packing(accelerator, on_meta)

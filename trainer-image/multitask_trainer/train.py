@@ -170,6 +170,21 @@ def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.n
     return step_loss
 
 
+def decide_packing(accelerator, model) -> bool:
+    """Rank 0 checks the model (packing_isolates) and tells the others: under FSDP with
+    FSDP_CPU_RAM_EFFICIENT_LOADING only rank 0 holds real weights before sharding, the other
+    ranks' are on the meta device. Weights that cannot be checked are not trusted: pad."""
+    from accelerate.utils import broadcast_object_list
+
+    decision = [None]
+    if accelerator.is_main_process:
+        real = all(p.device.type != "meta" for p in model.parameters())
+        decision[0] = real and packing_isolates(model)
+    if accelerator.num_processes > 1:
+        broadcast_object_list(decision, from_process=0)
+    return bool(decision[0])
+
+
 def packing_isolates(model) -> bool:
     """Whether the model keeps packed examples apart: a short sequence's log-probabilities
     packed behind another (position ids restarting) match those it gets alone, while without
@@ -308,7 +323,7 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
     lora = train.method == "lora"
     dtype = torch.bfloat16 if cuda and lora else torch.float32
     model = build_model(spec, ws, stage, dtype)
-    packed = options.packing and packing_isolates(model)
+    packed = options.packing and decide_packing(accelerator, model)
     if options.packing and not packed and accelerator.is_main_process:
         print(f"stage {stage.name}: the model's attention does not keep packed examples apart "
               "(position_ids); padding every example instead", file=sys.stderr)
