@@ -19,6 +19,8 @@ def _final_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from ..local.report import qualified_cell
+
     table = Table(title="result", title_justify="left")
     for column in ("task", "included", "metric", "score", "baseline", "ratio", "qualified"):
         table.add_column(column)
@@ -28,7 +30,7 @@ def _final_table(report: dict) -> None:
 
     for t in report["tasks"]:
         table.add_row(t["name"], "yes" if t["included"] else "no", t["metric"], fmt(t["score"]),
-                      fmt(t["baseline"]), fmt(t["ratio"]), "yes" if t["qualified"] else "no")
+                      fmt(t["baseline"]), fmt(t["ratio"]), qualified_cell(t))
     console = Console()
     console.print(table)
     s = report["serving"]

@@ -92,6 +92,13 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def qualified_cell(task: dict[str, Any]) -> str:
+    """yes / no, and "yes (baseline 0)" when the baseline scored 0: then any score qualifies."""
+    if not task["qualified"]:
+        return "no"
+    return "yes (baseline 0)" if task["baseline"] == 0 else "yes"
+
+
 def markdown(data: dict[str, Any], plots: list[str]) -> str:
     lines = [f"# Multi-task run: {data['model']}", ""]
     serving = data["serving"]
@@ -107,7 +114,11 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
         lines.append(
             f"| {t['name']} | {t['type']} | {'yes' if t['included'] else 'no'} | {t['metric']} | "
             f"{_fmt(t['score'])} | {_fmt(t['baseline'])} ({t['baselineSource']}) | "
-            f"{_fmt(t['ratio'])} | {'yes' if t['qualified'] else 'no'} |")
+            f"{_fmt(t['ratio'])} | {qualified_cell(t)} |")
+    if any(t["qualified"] and t["baseline"] == 0 for t in data["tasks"]):
+        lines += ["", "A baseline of 0 qualifies any score: a task marked \"baseline 0\" is no "
+                      "worse on the unified model, which says nothing about how good either is; "
+                      "check its data and metric before moving it."]
     out = [t for t in data["tasks"] if not t["qualified"]]
     if out:
         lines += ["", "Not moved to the unified model:", ""]
