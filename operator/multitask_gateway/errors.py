@@ -48,6 +48,14 @@ def timeout(message: str) -> GatewayError:
     return GatewayError(504, message, "upstream_timeout")
 
 
+def unreachable(url: str, cause: object) -> GatewayError:
+    return unavailable(f"the inference server at {url} is unreachable: {cause}")
+
+
+def silent(url: str, seconds: float) -> GatewayError:
+    return timeout(f"the inference server at {url} sent nothing for {seconds:g} s")
+
+
 def bad_upstream(message: str) -> GatewayError:
     return GatewayError(502, message, "upstream")
 

@@ -25,6 +25,7 @@ from multitask_operator.planner.ablation import (
 )
 
 from tests.conftest import EXAMPLES, REPO
+from tests.local.reduced import write_intent_and_mood
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -223,24 +224,10 @@ def test_table_ratios_qualification_and_spread(tmp_path):
 # --------------------------------------------------------------------------- end to end
 
 
-def _jsonl(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in rows))
-
-
 @pytest.mark.slow
 def test_reduced_ablation_end_to_end(tmp_path):
     """2 tasks, a few steps, 1 seed: the table's structure and one step budget for all."""
-    from multitask_trainer.tiny_model import make_tiny_model
-
-    words = ["refund please", "where is my parcel", "cancel it", "log in fails"]
-    labels = ["refund", "shipping", "cancel", "account"]
-    _jsonl(tmp_path / "intent.jsonl", [(f"{words[i % 4]} {i}", labels[i % 4])
-                                      for i in range(60)])
-    _jsonl(tmp_path / "mood.jsonl", [(f"{'great' if i % 2 else 'awful'} day {i}",
-                                      "positive" if i % 2 else "negative") for i in range(20)])
-    make_tiny_model(tmp_path / "model", corpus=[tmp_path / "intent.jsonl"], vocab_size=300,
-                    hidden=32)
+    write_intent_and_mood(tmp_path, intents=60, moods=20)
     spec = {
         "apiVersion": "multitask.ai/v1alpha1", "kind": "MultiTaskModel",
         "metadata": {"name": "reduced"},

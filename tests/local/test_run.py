@@ -14,28 +14,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from multitask_trainer.tiny_model import make_tiny_model
+
+from tests.local.reduced import jsonl, write_intent_and_mood
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _jsonl(path: Path, rows) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in rows))
 
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory) -> Path:
     """Three tasks (two classification, one generation) and a tiny model, a few steps each."""
     root = tmp_path_factory.mktemp("example")
-    words = ["refund please", "where is my parcel", "cancel it", "log in fails"]
-    labels = ["refund", "shipping", "cancel", "account"]
-    _jsonl(root / "intent.jsonl", [(f"{words[i % 4]} {i}", labels[i % 4]) for i in range(48)])
-    _jsonl(root / "mood.jsonl", [(f"{'great' if i % 2 else 'awful'} day {i}",
-                                  "positive" if i % 2 else "negative") for i in range(24)])
-    _jsonl(root / "echo.jsonl", [(f"say {i}", f"{i}") for i in range(16)])
-    make_tiny_model(root / "model", corpus=[root / "intent.jsonl"], vocab_size=300, hidden=32)
+    write_intent_and_mood(root, intents=48, moods=24)
+    jsonl(root / "echo.jsonl", [(f"say {i}", f"{i}") for i in range(16)])
     spec = {
         "apiVersion": "multitask.ai/v1alpha1", "kind": "MultiTaskModel",
         "metadata": {"name": "reduced"},

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import torch
 from multitask_trainer.encoding import TaskTokens
-from multitask_trainer.sampling import micro_batches, pack_rows, padded_tokens
+from multitask_trainer.sampling import (
+    micro_batch_rows,
+    micro_batches,
+    pack_rows,
+    padded_tokens,
+)
 from multitask_trainer.train import collate, packing_isolates, run_micro_batches
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -88,8 +93,8 @@ def test_packed_and_padded_training_see_the_same_loss_and_gradients():
     for packed in (False, True):
         model = tiny_llama()
         model.train()
-        loss = run_micro_batches(model, accelerator, data, task_ids, example_ids, lengths,
-                                 groups, 0, items, packed=packed)
+        rows = [micro_batch_rows(lengths, g, packed) for g in groups]
+        loss = run_micro_batches(model, accelerator, data, task_ids, example_ids, rows, 0, items)
         grads = torch.cat([p.grad.flatten() for p in model.parameters()])
         results[packed] = (loss.item(), grads)
     assert len(pack_rows(lengths, groups[0])) < 12  # the packed layout did pack

@@ -148,19 +148,24 @@ def pack_rows(lengths: np.ndarray, group: np.ndarray) -> list[np.ndarray]:
     return [np.array(row, dtype=np.int64) for row in rows]
 
 
+def micro_batch_rows(lengths: np.ndarray, group: np.ndarray, packed: bool) -> list[np.ndarray]:
+    """The rows a micro-batch is computed as: `pack_rows` when packing puts two examples in one
+    row, else one example a row (nothing to share: the plain padded layout, which is cheaper)."""
+    if packed:
+        rows = pack_rows(lengths, group)
+        if len(rows) < len(group):
+            return rows
+    return [group[j : j + 1] for j in range(len(group))]
+
+
+def computed_tokens(lengths: np.ndarray, rows: list[np.ndarray]) -> int:
+    """Tokens the model computes on for these rows, padding included: rows x longest row."""
+    return len(rows) * max(int(lengths[row].sum()) for row in rows) if rows else 0
+
+
 def padded_tokens(lengths: np.ndarray, groups: list[np.ndarray], packed: bool = False) -> int:
-    """Tokens the model computes on, padding included, for these micro-batches: rows x
-    longest row, with the rows of `pack_rows` when `packed`, one example a row otherwise."""
-    total = 0
-    for group in groups:
-        if not len(group):
-            continue
-        if packed:
-            rows = pack_rows(lengths, group)
-            total += len(rows) * max(int(lengths[row].sum()) for row in rows)
-        else:
-            total += len(group) * int(lengths[group].max())
-    return total
+    """Tokens the model computes on, padding included, for these micro-batches."""
+    return sum(computed_tokens(lengths, micro_batch_rows(lengths, g, packed)) for g in groups)
 
 
 def step_shards(

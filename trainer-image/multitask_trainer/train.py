@@ -47,7 +47,7 @@ from .encoding import PromptEncoder, TaskTokens
 from .errors import TrainerError
 from .modelio import load_base, load_stage, load_tokenizer, lora_config
 from .prepare import read_split
-from .sampling import MixtureSchedule, pack_rows, padded_tokens, step_shards
+from .sampling import MixtureSchedule, computed_tokens, micro_batch_rows, step_shards
 
 
 @dataclass
@@ -136,9 +136,10 @@ def collate(data: list[TaskTokens], task_ids: np.ndarray, example_ids: np.ndarra
 
 
 def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.ndarray,
-                      example_ids: np.ndarray, lengths: np.ndarray, groups: list[np.ndarray],
-                      pad_id: int, items: float, fsdp: bool = False, packed: bool = False):
-    """Forward and backward over one step's micro-batches; returns the summed loss tensor.
+                      example_ids: np.ndarray, micro_batches: list[list[np.ndarray]],
+                      pad_id: int, items: float, fsdp: bool = False):
+    """Forward and backward over one step's micro-batches, each given as its rows
+    (sampling.micro_batch_rows); returns the summed loss tensor.
 
     `items` is the step's target tokens over all ranks divided by the number of ranks: the loss
     is summed over target tokens and divided by it, so that DDP's gradient averaging over
@@ -148,19 +149,16 @@ def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.n
     import torch
 
     step_loss = torch.zeros((), device=accelerator.device)
-    for i, positions in enumerate(groups):
-        weight = 1.0 if len(positions) else 0.0
-        group = positions if weight else groups[0][:1]
-        rows = pack_rows(lengths, group) if packed else []
-        pack = packed and len(rows) < len(group)  # else no row is shared: pad, it is cheaper
-        if not pack:
-            rows = [group[j:j + 1] for j in range(len(group))]
-        batch = collate(data, task_ids, example_ids, rows, pad_id, pack)
+    for i, rows in enumerate(micro_batches):
+        weight = 1.0 if rows else 0.0
+        rows = rows or [micro_batches[0][0][:1]]
+        batch = collate(data, task_ids, example_ids, rows, pad_id,
+                        packed=any(len(row) > 1 for row in rows))
         batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
         # DDP all-reduces gradients only after the last micro-batch's backward. FSDP
         # reduce-scatters after every one instead: no_sync would keep whole unsharded
         # gradients on every rank, the memory FSDP is there to save.
-        last = i == len(groups) - 1
+        last = i == len(micro_batches) - 1
         with nullcontext() if fsdp or last else accelerator.no_sync(model):
             # use_cache=False: training needs no KV cache, and with one transformers does
             # not look for packed sequences in position_ids.
@@ -368,13 +366,13 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         lengths = all_lengths[flat]
         targets_all = int(all_targets[flat].sum())
         all_groups = step_shards(lengths, budget, world, overhead, equal_passes=fsdp)
-        groups = all_groups[rank]
+        layouts = [[micro_batch_rows(lengths, g, packed) for g in groups] for groups in all_groups]
 
         # -- forward/backward
         try:
             step_loss = run_micro_batches(model, accelerator, data, task_ids, example_ids,
-                                          lengths, groups, tokenizer.pad_token_id,
-                                          targets_all / world, fsdp, packed)
+                                          layouts[rank], tokenizer.pad_token_id,
+                                          targets_all / world, fsdp)
         except torch.OutOfMemoryError as err:
             raise TrainerError(
                 f"stage {stage.name}: out of GPU memory in a micro-batch of up to {budget} "
@@ -392,7 +390,8 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         done = step + 1
         last_loss = step_loss
         counters["tokens"] += int(lengths.sum())
-        counters["paddedTokens"] += sum(padded_tokens(lengths, g, packed) for g in all_groups)
+        counters["paddedTokens"] += sum(computed_tokens(lengths, rows)
+                                        for micro_batches in layouts for rows in micro_batches)
         tokens_since_log += int(lengths.sum())
 
         # -- checkpoint

@@ -118,11 +118,9 @@ class TgiUpstream:
         if isinstance(error, errors.GatewayError):
             return error
         if isinstance(error, httpx2.ConnectError | httpx2.ConnectTimeout):
-            return errors.unavailable(f"the inference server at {self.url} is unreachable: {error}")
+            return errors.unreachable(self.url, error)
         if isinstance(error, InferenceTimeoutError | httpx2.TimeoutException):
-            return errors.timeout(
-                f"the inference server at {self.url} sent nothing for {self.timeout:g} s"
-            )
+            return errors.silent(self.url, self.timeout)
         if isinstance(error, TextGenerationError):
             cause = error.__cause__
             status = getattr(getattr(cause, "response", None), "status_code", None)

@@ -60,11 +60,9 @@ class UnaryClient:
 
     def _io_error(self, error: UpstreamIOError) -> errors.GatewayError:
         if error.kind == "connect":
-            return errors.unavailable(f"the inference server at {self.url} is unreachable: {error}")
+            return errors.unreachable(self.url, error)
         if error.kind == "timeout":
-            return errors.timeout(
-                f"the inference server at {self.url} sent nothing for {self.timeout:g} s"
-            )
+            return errors.silent(self.url, self.timeout)
         return errors.bad_upstream(f"the connection to the inference server failed: {error}")
 
 

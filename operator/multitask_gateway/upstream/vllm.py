@@ -162,12 +162,10 @@ class VllmUpstream:
             response = await self._session.request(method, self.url + path, json=body)
         except aiohttp.ClientConnectionError as error:
             if isinstance(error, aiohttp.ServerTimeoutError):
-                raise self._timeout() from None
-            raise errors.unavailable(
-                f"the inference server at {self.url} is unreachable: {error}"
-            ) from None
+                raise errors.silent(self.url, self.timeout) from None
+            raise errors.unreachable(self.url, error) from None
         except TimeoutError:
-            raise self._timeout() from None
+            raise errors.silent(self.url, self.timeout) from None
         if response.status != 200:
             try:
                 payload = await response.json(content_type=None)
@@ -178,11 +176,6 @@ class VllmUpstream:
                 response.release()
             raise errors.from_upstream_status(response.status, message, None)
         return response
-
-    def _timeout(self) -> errors.GatewayError:
-        return errors.timeout(
-            f"the inference server at {self.url} sent nothing for {self.timeout:g} s"
-        )
 
 
 def _vllm_error(payload: Any, raw: bytes) -> tuple[str, str | None]:

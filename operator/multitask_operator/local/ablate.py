@@ -41,8 +41,8 @@ from ..planner.ablation import (
     seeded_spec,
     training_steps,
 )
-from ..workspace import Workspace, write_json_atomic
-from .ablation_report import write_ablation_report
+from ..workspace import Workspace
+from .ablation_report import record_time, write_ablation_report
 from .display import RunDisplay
 from .pipeline import load_document
 from .process import run_trainer_step
@@ -110,12 +110,9 @@ class Runner:
             self.display.fail(label, getattr(err, "message", str(err)))
             raise
         self.display.finish(label, summary)
-        times_file = ws.root / "steps.json"
-        times = json.loads(times_file.read_text()) if times_file.is_file() else {}
         if not summary.details.get("skipped"):  # a no-op rerun keeps the first measurement
-            times[args[-1] if args[0] == "train" else args[0]] = round(
-                time.monotonic() - began, 2)
-            write_json_atomic(times_file, times)
+            record_time(ws.root, args[-1] if args[0] == "train" else args[0],
+                        round(time.monotonic() - began, 2))
 
     def prepare(self, root: Path, name: str, spec: MultiTaskModelSpec, label: str) -> Plan:
         spec_file = write_spec(root, name, spec)

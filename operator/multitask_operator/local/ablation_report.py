@@ -32,12 +32,21 @@ def spread(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": statistics.fmean(values), "std": std, "values": list(values)}
 
 
+def read_times(root: Path) -> dict[str, float]:
+    """steps.json of a run: wall seconds per step (prepare, STAGE, evaluate)."""
+    times_file = root / "steps.json"
+    return json.loads(times_file.read_text()) if times_file.is_file() else {}
+
+
+def record_time(root: Path, step: str, seconds: float) -> None:
+    write_json_atomic(root / "steps.json", {**read_times(root), step: seconds})
+
+
 def _read_run(run: RunRecord) -> dict[str, Any]:
     plan = Plan.model_validate(json.loads((run.root / "plan.json").read_text()))
     results = EvalResults.model_validate(
         json.loads((run.root / "eval" / "results.json").read_text()))
-    times_file = run.root / "steps.json"
-    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    times = read_times(run.root)
     stages = [s for s in plan.stages if s.kind != "baseline"]
     return {
         "scores": {t.name: t.score for t in results.tasks if t.score is not None},

@@ -7,8 +7,7 @@ the stage's plan (tasks, weights, steps), the spec's `training` and `baseModel`,
 tasks as specified, the bytes of their prepared training splits, and the same of the stage it
 starts from, if any. Anything else trains.
 The copy is published atomically (the trainer sees a finished stage or none) and leaves the
-checkpoints behind; the run's steps.json gets the donor's wall time for the stage, so that the
-report's train times stay comparable across variants.
+checkpoints behind; the run's steps.json gets the donor's wall time for the stage.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..api.status import Plan
-from ..workspace import Workspace, write_json_atomic
+from ..workspace import Workspace
+from .ablation_report import read_times, record_time
 
 
 def stage_key(ws: Workspace, stage: str) -> str | None:
@@ -71,19 +71,8 @@ def reuse_stage(target: Workspace, stage: str, donors: Iterable[Workspace]) -> P
         if destination.exists():  # an unfinished attempt of its own: replaced
             shutil.rmtree(destination)
         os.replace(scratch, destination)
-        _copy_step_time(donor.root, target.root, stage)
+        seconds = read_times(donor.root).get(stage)
+        if seconds is not None:  # so that train times stay comparable across variants
+            record_time(target.root, stage, seconds)
         return donor.root
     return None
-
-
-def _copy_step_time(donor: Path, target: Path, stage: str) -> None:
-    source = donor / "steps.json"
-    if not source.is_file():
-        return
-    seconds = json.loads(source.read_text()).get(stage)
-    if seconds is None:
-        return
-    times_file = target / "steps.json"
-    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
-    times[stage] = seconds
-    write_json_atomic(times_file, times)
