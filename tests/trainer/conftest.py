@@ -94,3 +94,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     corpus = [write_jsonl(folder / f"{t}.jsonl", make_examples(t, 200, seed=99))
               for t in ("sentiment", "intent", "echo")]
     return make_tiny_model(folder / "model", corpus=corpus, vocab_size=400, hidden=64, layers=2)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide AcceleratorState: a test that trains in-process on a
+    GPU would leave it on cuda, and a later Accelerator(cpu=True) refuses to change it. Each
+    test starts from none (on a CPU-only machine this changes nothing)."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -31,17 +31,23 @@ TIMEOUT = 300  # a hung collective fails the test instead of the suite
 FSDP_LAUNCHER = str(Path(__file__).with_name("fsdp_on_cpu.py"))
 
 
-def _env(termination_log=os.devnull) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MTM_TERMINATION_LOG": str(termination_log)}
+def _env(termination_log=os.devnull, gpu: bool = False) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MTM_TERMINATION_LOG": str(termination_log)}
+    if not gpu:
+        # CPU processes over gloo, on any machine: on a one-GPU machine, several processes
+        # would otherwise all pick its one GPU, which NCCL refuses (test_gpu.py runs there).
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
 
 
 def _train_args(ws) -> list[str]:
     return ["train", "--workspace", str(ws), "--stage", "stage2"]
 
 
-def _run(command: list[str], termination_log=os.devnull) -> subprocess.CompletedProcess:
-    return subprocess.run(command, env=_env(termination_log), capture_output=True, text=True,
-                          timeout=TIMEOUT)
+def _run(command: list[str], termination_log=os.devnull,
+         gpu: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=_env(termination_log, gpu), capture_output=True,
+                          text=True, timeout=TIMEOUT)
 
 
 def _torchrun(*options: str) -> list[str]:

@@ -49,6 +49,28 @@ def test_packing_wastes_less_than_padding_on_skewed_lengths():
     assert padded_tokens(lengths, groups, packed=True) <= padded_tokens(lengths, groups)
 
 
+def test_packed_steps_take_fewer_passes_under_the_same_memory_bound():
+    """A long example among short ones: padded, splitting it off saves more padding than a pass
+    costs; packed, the short ones fill rows and one pass is cheaper. The padded-size bound
+    holds for every micro-batch either way."""
+    lengths = np.array([1024] + [100] * 15)
+    padded = micro_batches(lengths, 16 * 1024, 1, 0, 8 * 1024)
+    packed = micro_batches(lengths, 16 * 1024, 1, 0, 8 * 1024, packed=True)
+    assert [len(g) for g in padded] == [1, 15]
+    assert [len(g) for g in packed] == [16]
+    rng = np.random.default_rng(1)
+    lengths = np.minimum(np.exp(rng.normal(4.5, 0.9, size=16 * 40)).astype(int) + 8, 1024)
+    passes = {False: 0, True: 0}
+    for s in range(0, len(lengths), 16):
+        for flag in passes:
+            groups = micro_batches(lengths[s:s + 16], 4 * 1024, 1, 0, 1024, packed=flag)
+            passes[flag] += len(groups)
+            assert sorted(np.concatenate(groups).tolist()) == list(range(16))
+            assert all(len(g) * lengths[s:s + 16][g].max() <= 4 * 1024 or len(g) == 1
+                       for g in groups)
+    assert passes[True] < passes[False]
+
+
 def test_collate_restarts_positions_and_masks_prompts_and_padding():
     tokens = np.arange(100, 120)
     data = [TaskTokens(tokens=tokens, starts=np.array([0, 5, 8]), lengths=np.array([5, 3, 4]),

@@ -89,21 +89,27 @@ def micro_batches(
     world_size: int = 1,
     rank: int = 0,
     overhead_tokens: int = 0,
+    packed: bool = False,
 ) -> list[np.ndarray]:
     """Positions (into `lengths`) of this rank's micro-batches for one optimizer step.
 
-    Cost model: a micro-batch costs its padded size (rows x longest) plus `overhead_tokens`, the
-    fixed cost of one forward/backward pass (kernel launches, Python) in token-equivalents.
-    Splitting trims padding but pays that overhead again, so the split is chosen to minimise
-    the total, over this rank's examples sorted by length, by dynamic programming over the cut
-    points, and never exceeds `token_budget` padded tokens (an example longer than the budget
-    goes alone). Every rank gets at least one example when there are `world_size` of them."""
+    Cost model: a micro-batch costs the tokens it computes plus `overhead_tokens`, the fixed
+    cost of one forward/backward pass (kernel launches, Python) in token-equivalents. Padded,
+    it computes rows x longest; `packed` (pack_rows), about its tokens rounded up to whole rows
+    of the longest (the rows' lower bound). Splitting trims padding but pays that overhead
+    again, so the split is chosen to minimise the total, over this rank's examples sorted by
+    length, by dynamic programming over the cut points; packed, there is little padding to
+    trim, and a step is mostly one pass. A micro-batch never exceeds `token_budget` padded
+    tokens, packed or not (packing computes no more than padding, so the memory bound holds
+    either way; an example longer than the budget goes alone). Every rank gets at least one
+    example when there are `world_size` of them."""
     order = np.argsort(-lengths, kind="stable")
     # Snake order (0,1,..,W-1,W-1,..,0,...) evens out tokens per rank better than round robin.
     cycle = np.concatenate([np.arange(world_size), np.arange(world_size)[::-1]])
     ranks = cycle[np.arange(len(order)) % len(cycle)]
     mine = order[ranks == rank]
     longest = lengths[mine].astype(np.float64)  # descending: a group's first is its longest
+    total = np.concatenate([[0.0], np.cumsum(longest)])
     n = len(mine)
     best = np.full(n + 1, np.inf)
     best[0] = 0.0
@@ -112,7 +118,9 @@ def micro_batches(
         # Cost of ending a group at j that starts at each i < j.
         rows = j - np.arange(j)
         padded = rows * longest[:j]
-        cost = best[:j] + overhead_tokens + padded
+        computed = (np.ceil((total[j] - total[:j]) / longest[:j]) * longest[:j] if packed
+                    else padded)
+        cost = best[:j] + overhead_tokens + computed
         cost[(padded > token_budget) & (rows > 1)] = np.inf
         cut[j] = int(np.argmin(cost))
         best[j] = cost[cut[j]]
@@ -174,6 +182,7 @@ def step_shards(
     world_size: int = 1,
     overhead_tokens: int = 0,
     equal_passes: bool = False,
+    packed: bool = False,
 ) -> list[list[np.ndarray]]:
     """Every rank's micro-batches for one optimizer step: `shards[rank]` as `micro_batches`.
 
@@ -182,7 +191,7 @@ def step_shards(
     every rank must join. A rank with fewer passes splits its largest micro-batch in two until
     the counts match (halves never exceed the budget); a rank with fewer examples than passes
     gets empty micro-batches, which the training loop runs as zero-weight passes."""
-    shards = [micro_batches(lengths, token_budget, world_size, r, overhead_tokens)
+    shards = [micro_batches(lengths, token_budget, world_size, r, overhead_tokens, packed)
               for r in range(world_size)]
     if not equal_passes:
         return shards

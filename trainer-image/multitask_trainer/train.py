@@ -365,7 +365,8 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
         flat = offsets[task_ids] + example_ids
         lengths = all_lengths[flat]
         targets_all = int(all_targets[flat].sum())
-        all_groups = step_shards(lengths, budget, world, overhead, equal_passes=fsdp)
+        all_groups = step_shards(lengths, budget, world, overhead, equal_passes=fsdp,
+                                 packed=packed)
         layouts = [[micro_batch_rows(lengths, g, packed) for g in groups] for groups in all_groups]
 
         # -- forward/backward
