@@ -9,9 +9,10 @@ TinyLlama-shaped, 22 layers x 2048, about 1.1B parameters), the same tokenized e
 lengths drawn log-normally, as real task data is: many short, a few long), the same batch size,
 learning-rate schedule and clipping, and the same number of optimizer steps. The baseline pads
 each random batch to its longest example (DataCollatorForSeq2Seq), which is what most
-fine-tuning scripts do; ours buckets each step by length under a token budget and packs each
-micro-batch's examples end to end. A third row runs ours with `--no-packing` (bucketing and
-padding), to show what packing adds.
+fine-tuning scripts do; ours packs each step's examples end to end, splitting a step into
+several passes only under a memory cap or where a pass saves more than it costs. A third row
+runs ours with `--no-packing` (length-bucketed micro-batches, padded), to show what packing
+adds. On a GPU, one untimed training runs first, so that no row carries the GPU's warm-up.
 
 Reported per trainer: non-padding tokens per second (steps 2..N, so that start-up and the first
 step's allocations are left out), the share of computed tokens that are not padding, and on
