@@ -59,12 +59,12 @@ class TrainOptions:
     # padded to maxSeqLength would take (fewer, bigger passes are faster there; an out-of-memory
     # error names this knob), and 4 x maxSeqLength on CPU.
     micro_batch_tokens: int | None = None
-    # Fixed cost of one more forward/backward pass, in padded-token equivalents, which a split
-    # of a step into micro-batches must save in padding to be worth it. None: 8 x maxSeqLength
-    # on a GPU, where a pass of a few thousand tokens costs about as much as a full one (kernel
-    # launches dominate; benchmarks/RESULTS.md), so steps are split only to stay under the cap;
-    # maxSeqLength on CPU, where splitting pays (measured: fewer, fuller passes still win over
-    # padding-free ones).
+    # Fixed cost of one more forward/backward pass, in computed-token equivalents, which a split
+    # of a step into micro-batches must save to be worth it (sampling.micro_batches; packed,
+    # there is little to save, and a step is mostly one pass). None: 8 x maxSeqLength on a
+    # GPU, where a pass of a few thousand tokens costs about as much as a full one (the host
+    # issuing kernels is the bound; benchmarks/RESULTS.md); maxSeqLength on CPU, where a pass
+    # costs little beyond its tokens.
     micro_batch_overhead: int | None = None
     # Pack each micro-batch's examples end to end into rows (sampling.pack_rows) instead of
     # padding every example to the longest; off, or a model whose attention does not keep
