@@ -20,11 +20,14 @@ import time
 
 import numpy as np
 import torch
+
+# The same 1.1B Llama as lora_pass_anatomy.py (run from benchmarks/, as both are).
+from lora_pass_anatomy import cfg as LLAMA_1B
 from multitask_trainer.encoding import TaskTokens
 from multitask_trainer.sampling import computed_tokens, micro_batch_rows, step_shards
 from multitask_trainer.train import collate
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 BATCH, STEPS, WARM = 16, 12, 2
 
@@ -40,11 +43,8 @@ def main() -> None:
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     data = [TaskTokens(tokens=rng.integers(5, 32000, int(lengths.sum())), starts=starts,
                        lengths=lengths, prompt_lengths=lengths // 2)]
-    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
-                         num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
-                         max_position_embeddings=4096)
     with torch.device("cuda"):
-        base = LlamaForCausalLM(config).to(torch.bfloat16)
+        base = LlamaForCausalLM(LLAMA_1B).to(torch.bfloat16)
     # As the trainer's defaults: LoRA r 16, alpha 32, dropout 0.05 on every linear layer.
     model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05,
                                             target_modules="all-linear", task_type="CAUSAL_LM"))
