@@ -13,8 +13,10 @@ way. The ratios compare the paths measured in the same run. `--record` writes th
 
 A third path shows why unary calls do not go through huggingface_hub: the same gateway whose
 `/generate` call is `AsyncInferenceClient.text_generation` (an instrument here, not a product
-mode). Streams are measured too (p50 time to the last of 4 events, sequential): they do go
-through AsyncInferenceClient, so their overhead is reported on its own.
+mode). Streams are measured too (p50 time to the last of 4 events, sequential): they go through
+aiohttp (upstream/streams.py), so their overhead is reported on its own. The OpenAI API
+(`/v1/chat/completions`, unary and streamed) is compared with the upstream calls it makes
+(TGI's `/generate` and `/generate_stream`, direct), in the same run.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## Gateway overhead"
 BODY = {"inputs": "How do I get a refund?", "parameters": {"max_new_tokens": 8}}
+CHAT = {"model": "summary", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "How do I get a refund?"}]}
 STREAM_EVENTS = 4
 CONFIG = {
     "model": "bench",
@@ -83,25 +87,24 @@ def run_upstream(port: int) -> None:
 
 
 def run_gateway(port: int, upstream: str, hf_unary: bool = False) -> None:
+    from huggingface_hub import AsyncInferenceClient
     from multitask_gateway.app import create_app
     from multitask_gateway.config import parse_config
     from multitask_gateway.serve import run
-    from multitask_gateway.upstream import make_upstream
+    from multitask_gateway.upstream import Answer, make_upstream
     from multitask_gateway.upstream.tgi import TgiUpstream
 
     class HfUnaryTgi(TgiUpstream):
-        """The TGI upstream with its unary call made by AsyncInferenceClient.text_generation on
-        the shared pool, as the gateway did before upstream/http1.py (one client per call)."""
+        """The TGI upstream with its unary call made by AsyncInferenceClient.text_generation
+        (one long-lived client), as the gateway did before upstream/http1.py."""
 
         async def generate(self, prompt, parameters):
             params = dict(parameters)
             details = bool(params.pop("details", False))
-            client = self._client()
-            try:
-                output = await client.text_generation(prompt, details=details, **params)
-            finally:
-                await client.close()
-            return dict(output) if details else {"generated_text": output}
+            if not hasattr(self, "hf"):
+                self.hf = AsyncInferenceClient(base_url=self.url, timeout=30)
+            output = await self.hf.text_generation(prompt, details=details, **params)
+            return Answer(dict(output) if details else {"generated_text": output})
 
     config = parse_config(CONFIG)
     client = HfUnaryTgi(upstream, 30) if hf_unary else make_upstream("tgi", upstream, 30, "bench")
@@ -122,25 +125,36 @@ async def wait_up(session, url: str, process) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def payload_of(url: str) -> bytes:
+    stream = url.endswith("_stream") or url.endswith("#stream")
+    chat = url.removesuffix("#stream").endswith("/v1/chat/completions")
+    body = CHAT if chat else BODY
+    return json.dumps({**body, "stream": True} if stream else body).encode()
+
+
 async def latencies(session, url: str, count: int) -> list[float]:
-    """Sequential requests; a stream's latency is the time to its last event."""
-    stream = url.endswith("_stream")
-    payload = json.dumps({**BODY, "stream": True} if stream else BODY).encode()
+    """Sequential requests; a stream's latency is the time to its last event. A URL ending in
+    `#stream` is the same endpoint with `"stream": true` (the OpenAI API streams that way)."""
+    payload = payload_of(url)
+    stream = b'"stream": true' in payload
+    target = url.removesuffix("#stream")
     headers = {"Content-Type": "application/json"}
     samples = []
     for _ in range(count):
         start = time.perf_counter()
-        async with session.post(url, data=payload, headers=headers) as response:
+        async with session.post(target, data=payload, headers=headers) as response:
             body = await response.read()
-            assert response.status == 200, response.status
+            assert response.status == 200, (response.status, body)
         samples.append(time.perf_counter() - start)
-        if stream:
+        if stream and target.endswith("/completions"):
+            assert body.endswith(b"data: [DONE]\n\n"), body
+        elif stream:
             assert body.count(b"data:") == STREAM_EVENTS, body
     return samples
 
 
 async def throughput(session, url: str, concurrency: int, seconds: float) -> float:
-    payload = json.dumps(BODY).encode()
+    payload = payload_of(url)
     headers = {"Content-Type": "application/json"}
     done = 0
     stop = time.perf_counter() + seconds
@@ -176,8 +190,10 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], processes) -> 
             "hf_unary": urls["hf_unary"] + "/tasks/summary/generate",
             "direct_stream": urls["direct"] + "/generate_stream",
             "gateway_stream": urls["gateway"] + "/tasks/summary/generate_stream",
+            "gateway_chat": urls["gateway"] + "/v1/chat/completions",
+            "gateway_chat_stream": urls["gateway"] + "/v1/chat/completions#stream",
         }
-        unary = ("direct", "gateway", "hf_unary")
+        unary = ("direct", "gateway", "hf_unary", "gateway_chat")
         for url in paths.values():  # warm up connections, caches and the JIT-less hot paths
             await latencies(session, url, 200)
         samples: dict[str, list[float]] = {name: [] for name in paths}
@@ -202,12 +218,20 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], processes) -> 
     result["stream_overhead_p50_ms"] = (
         result["gateway_stream"]["p50_ms"] - result["direct_stream"]["p50_ms"]
     )
+    # The OpenAI API against the same upstream calls it makes (TGI's /generate[_stream]).
+    result["chat_overhead_p50_ms"] = result["gateway_chat"]["p50_ms"] - result["direct"]["p50_ms"]
+    result["chat_overhead_p99_ms"] = result["gateway_chat"]["p99_ms"] - result["direct"]["p99_ms"]
+    result["chat_stream_overhead_p50_ms"] = (
+        result["gateway_chat_stream"]["p50_ms"] - result["direct_stream"]["p50_ms"]
+    )
+    result["chat_throughput_ratio"] = result["gateway_chat"]["rps"] / result["direct"]["rps"]
     return result
 
 
 def report(result: dict, args: argparse.Namespace, load: float) -> str:
     d, g, h = result["direct"], result["gateway"], result["hf_unary"]
     ds, gs = result["direct_stream"], result["gateway_stream"]
+    c, cs = result["gateway_chat"], result["gateway_chat_stream"]
 
     def row(name: str, r: dict) -> str:
         rate = f"{r['rps']:.0f} req/s" if r["rps"] is not None else "-"
@@ -233,6 +257,9 @@ def report(result: dict, args: argparse.Namespace, load: float) -> str:
         row("gateway with AsyncInferenceClient for /generate (instrument: the old design)", h),
         row(f"direct to upstream, /generate_stream ({STREAM_EVENTS} events)", ds),
         row(f"through the gateway, /generate_stream ({STREAM_EVENTS} events)", gs),
+        row("through the gateway, /v1/chat/completions (upstream: /generate)", c),
+        row("through the gateway, /v1/chat/completions streamed (upstream: /generate_stream, "
+            f"{STREAM_EVENTS} events)", cs),
         "",
         f"Gateway overhead on /generate: +{result['overhead_p50_ms']:.3f} ms at p50, "
         f"+{result['overhead_p99_ms']:.3f} ms at p99; latency ratio (p50) "
@@ -241,10 +268,16 @@ def report(result: dict, args: argparse.Namespace, load: float) -> str:
         f"With AsyncInferenceClient for the unary call the overhead would be "
         f"+{h['p50_ms'] - d['p50_ms']:.3f} ms at p50 and the throughput {h['rps']:.0f} req/s "
         f"({g['rps'] / h['rps']:.2f}x less than the gateway's).",
-        f"Streams (through AsyncInferenceClient): +{result['stream_overhead_p50_ms']:.3f} ms at "
+        f"Streams: +{result['stream_overhead_p50_ms']:.3f} ms at "
         "p50 to the last event, paid once per stream.",
+        f"OpenAI API: /v1/chat/completions adds +{result['chat_overhead_p50_ms']:.3f} ms at p50 "
+        f"(+{result['chat_overhead_p99_ms']:.3f} ms at p99) to the upstream's /generate, "
+        f"throughput ratio {result['chat_throughput_ratio']:.2f} ({c['rps']:.0f} req/s); "
+        f"streamed, +{result['chat_stream_overhead_p50_ms']:.3f} ms at p50 to [DONE].",
         f"Target (overhead under 1 ms at p50, at least 2,000 requests/s on 2 cores): "
-        f"{'met' if result['overhead_p50_ms'] < 1 and g['rps'] >= 2000 else 'NOT met'} "
+        f"/generate {'met' if result['overhead_p50_ms'] < 1 and g['rps'] >= 2000 else 'NOT met'}, "
+        "/v1/chat/completions "
+        f"{'met' if result['chat_overhead_p50_ms'] < 1 and c['rps'] >= 2000 else 'NOT met'} "
         "in this run.",
         "",
     ])

@@ -5,8 +5,8 @@
 The same TGI `/generate` call, made sequentially from this process to a minimal upstream in
 another (benchmarks/gateway_overhead.py's), with three clients: the gateway's lean pool
 (multitask_gateway/upstream/http1.py), an aiohttp ClientSession, and
-huggingface_hub's `AsyncInferenceClient.text_generation` on the aiohttp-backed httpx pool the
-gateway uses for streams (one client per call, as for a stream). Reported: CPU time of this
+huggingface_hub's `AsyncInferenceClient.text_generation` (one long-lived client on its own httpx
+pool). Reported: CPU time of this
 process per call (the client's cost, including its socket system calls) and wall time per call,
 the median over `--rounds` rounds that alternate the clients. `--record` writes the
 `## Gateway upstream clients` section of benchmarks/RESULTS.md.
@@ -31,17 +31,16 @@ PROMPT = "How do I get a refund?"
 
 async def measure(url: str, calls: int, rounds: int, process) -> dict[str, dict[str, float]]:
     import aiohttp
-    import httpx2
     from huggingface_hub import AsyncInferenceClient
     from multitask_gateway.upstream.http1 import Http1Pool
-    from multitask_gateway.upstream.transport import AiohttpTransport
 
     body = json.dumps({"inputs": PROMPT, "parameters": {"max_new_tokens": 8},
                        "stream": False}).encode()
     headers = {"Content-Type": "application/json"}
     pool = Http1Pool(url, 30)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-    hf_pool = httpx2.AsyncClient(timeout=httpx2.Timeout(30), transport=AiohttpTransport())
+    # One long-lived client: a unary call enters nothing into its exit stack, so nothing grows.
+    hf = AsyncInferenceClient(base_url=url, timeout=30)
 
     async def lean() -> None:
         reply = await pool.request("POST", "/generate", body)
@@ -52,12 +51,7 @@ async def measure(url: str, calls: int, rounds: int, process) -> dict[str, dict[
             assert json.loads(await response.read())["generated_text"]
 
     async def hf_client() -> None:
-        client = AsyncInferenceClient(base_url=url, timeout=30)
-        client._async_client = hf_pool  # as multitask_gateway.upstream.tgi does
-        try:
-            assert await client.text_generation(PROMPT, max_new_tokens=8)
-        finally:
-            await client.close()
+        assert await hf.text_generation(PROMPT, max_new_tokens=8)
 
     clients = {"http1 pool (the gateway)": lean, "aiohttp ClientSession": aiohttp_session,
                "AsyncInferenceClient.text_generation": hf_client}
@@ -77,7 +71,7 @@ async def measure(url: str, calls: int, rounds: int, process) -> dict[str, dict[
     finally:
         await pool.close()
         await session.close()
-        await hf_pool.aclose()
+        await hf.close()
     return {name: {"cpu_us": statistics.median(cpu[name]), "wall_us": statistics.median(wall[name]),
                    "cpu_us_all": cpu[name]} for name in clients}
 

@@ -8,6 +8,7 @@ Endpoints (TGI's, so that old clients keep working, plus a small task API):
   POST /v1/tasks/<task>   {"input": "...", "parameters"?: {...}} -> {"task", "output", "label"?}
   GET  /v1/tasks, /info, /health, /tasks/<task>/info, /tasks/<task>/health
   GET  /metrics (Prometheus), /livez and /readyz (the gateway process itself)
+  POST /v1/chat/completions, /v1/completions; GET /v1/models   the OpenAI API (openai_api.py)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,12 +27,19 @@ from . import errors, routing
 from .config import GatewayConfig, TaskRoute
 from .generation import Generation, build, decode_json
 from .metrics import NO_TASK, GatewayMetrics
+from .openai_api import OpenAIEndpoints
 from .upstream import Upstream
 
 ROUTES_HELP = (
-    "/generate, /generate_stream, /info, /health, /metrics, /v1/tasks, /v1/tasks/<task> and "
-    "/tasks/<task>/{generate,generate_stream,info,health}"
+    "/generate, /generate_stream, /info, /health, /metrics, /v1/tasks, /v1/tasks/<task>, "
+    "/tasks/<task>/{generate,generate_stream,info,health}, and the OpenAI API: "
+    "/v1/chat/completions, /v1/completions, /v1/models (also under /tasks/<task>)"
 )
+# Writes a stream's events to the client: (response, generation, first event, the rest).
+Relay = Callable[
+    [web.StreamResponse, Generation, dict[str, Any], AsyncIterator[dict[str, Any]]],
+    Awaitable[None],
+]
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -75,6 +83,7 @@ class Gateway:
             get("/metrics", self.prometheus),
             get("/livez", self.alive),
             get("/readyz", self.alive),
+            *OpenAIEndpoints(self).routes(),
         ])
         return app
 
@@ -101,7 +110,8 @@ class Gateway:
                 kind = "method_not_allowed"
             else:
                 message, kind = error.reason, "bad_request"
-            return errors.GatewayError(error.status, message, kind).response()
+            failure = errors.GatewayError(error.status, message, kind)
+            return failure.openai_response() if _openai_path(request.path) else failure.response()
 
     # ------------------------------------------------------------------ generation
 
@@ -127,7 +137,7 @@ class Gateway:
         try:
             task = routing.require(self.config, request.match_info.get("task"), request.headers)
             label = task.name
-            data = decode_json(await self._body(request))
+            data = decode_json(await self.body(request))
             if endpoint == "task_api":
                 generation = build(
                     self.config, task, data.get("input"), data.get("parameters"), False, "input"
@@ -137,9 +147,9 @@ class Gateway:
                 generation = build(
                     self.config, task, data.get("inputs"), data.get("parameters"), wants_stream
                 )
-            with self._slot(task):
+            with self.slot(task):
                 if generation.stream:
-                    response = await self._stream(request, generation)
+                    response = await self.stream(request, generation)
                 else:
                     response = await self._generate(generation, endpoint == "task_api")
         except errors.GatewayError as error:
@@ -152,14 +162,21 @@ class Gateway:
         self.metrics.observe(label, endpoint, response.status, time.perf_counter() - start)
         return response
 
-    async def _body(self, request: web.Request) -> bytes:
+    async def body(self, request: web.Request) -> bytes:
         limit = self.config.limits.max_body_bytes
         size = request.content_length
         if size is None or size <= limit:
+            seconds = self.config.limits.body_timeout_seconds
             try:
-                return await request.read()  # aiohttp enforces client_max_size when chunked
+                async with asyncio.timeout(seconds):
+                    return await request.read()  # aiohttp enforces client_max_size if chunked
             except web.HTTPRequestEntityTooLarge:
                 size = None
+            except TimeoutError:
+                raise errors.GatewayError(
+                    408, f"the request body did not arrive within {seconds:g} s "
+                    "(limits.bodyTimeoutSeconds)", "request_timeout",
+                ) from None
         raise errors.GatewayError(
             413,
             f"the request body is {'larger than ' if size is None else ''}"
@@ -168,7 +185,7 @@ class Gateway:
         )
 
     @contextmanager
-    def _slot(self, task: TaskRoute) -> Iterator[None]:
+    def slot(self, task: TaskRoute) -> Iterator[None]:
         limit = self.config.limits.max_concurrency_per_task
         if self.in_flight[task.name] >= limit:
             raise errors.GatewayError(
@@ -189,7 +206,7 @@ class Gateway:
             gauge.dec()
 
     async def _generate(self, generation: Generation, task_api: bool) -> web.Response:
-        answer = await self.upstream.generate(generation.prompt, generation.parameters)
+        answer = (await self.upstream.generate(generation.prompt, generation.parameters)).body
         text = answer.get("generated_text")
         if not isinstance(text, str):
             raise errors.bad_upstream("the inference server answered without generated_text")
@@ -202,7 +219,15 @@ class Gateway:
         answer["generated_text"] = generation.finish_text(text)
         return web.json_response(answer)
 
-    async def _stream(self, request: web.Request, generation: Generation) -> web.StreamResponse:
+    async def stream(
+        self,
+        request: web.Request,
+        generation: Generation,
+        relay: Relay | None = None,
+        error_event: Callable[[errors.GatewayError], bytes] = errors.GatewayError.sse,
+    ) -> web.StreamResponse:
+        """Answer with the upstream's stream: `relay` writes its events in the endpoint's shape
+        (TGI's by default), `error_event` a failure after the stream has started."""
         events: AsyncIterator[dict[str, Any]] = self.upstream.stream(
             generation.prompt, generation.parameters
         )
@@ -216,10 +241,10 @@ class Gateway:
             response = web.StreamResponse(headers=SSE_HEADERS)
             await response.prepare(request)
             try:
-                await self._relay(response, generation, event, events)
+                await (relay or self._relay)(response, generation, event, events)
             except errors.GatewayError as error:
                 self.metrics.error(generation.task.name, error.error_type)
-                await response.write(error.sse())
+                await response.write(error_event(error))
             except ConnectionResetError:
                 return response  # the client left; `finally` stops the upstream generation
             await response.write_eof()
@@ -302,6 +327,13 @@ class Gateway:
         if task.service:
             described["service"] = task.service
         return described
+
+
+def _openai_path(path: str) -> bool:
+    """Whether a path is in the OpenAI API's space (its errors then take OpenAI's shape)."""
+    if path.startswith("/tasks/"):
+        path = "/" + path.split("/", 3)[-1] if path.count("/") >= 3 else path
+    return path.startswith("/v1/") and not path.startswith("/v1/tasks")
 
 
 def create_app(config: GatewayConfig, upstream: Upstream) -> web.Application:

@@ -23,6 +23,8 @@ from typing import Any
 
 from multitask_operator.prompting import PLAIN, PromptFormat
 
+from . import jsonsafe
+
 TASK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TASK_TYPES = ("classification", "generation")
 
@@ -38,6 +40,10 @@ class Limits:
     default_max_new_tokens: int = 256  # used when a request does not say
     max_concurrency_per_task: int = 64  # more in flight for one task -> 429
     timeout_seconds: float = 120.0  # longest wait for the upstream's next byte
+    # A client connection that has not sent a whole request this long after it opened (slow
+    # headers), or after its last answer (idle keep-alive), is closed.
+    idle_timeout_seconds: float = 15.0
+    body_timeout_seconds: float = 30.0  # longest wait for a request's whole body -> 408
 
     WIRE = {
         "maxBodyBytes": "max_body_bytes",
@@ -45,6 +51,8 @@ class Limits:
         "defaultMaxNewTokens": "default_max_new_tokens",
         "maxConcurrencyPerTask": "max_concurrency_per_task",
         "timeoutSeconds": "timeout_seconds",
+        "idleTimeoutSeconds": "idle_timeout_seconds",
+        "bodyTimeoutSeconds": "body_timeout_seconds",
     }
 
 
@@ -70,6 +78,8 @@ class GatewayConfig:
     model: str = "model"
     revision: str | None = None
     served_model_name: str | None = None  # vLLM's --served-model-name; default `model`
+    # Whether a request that came through one task's old Service may ask for another task.
+    cross_task_access: bool = False
 
     @cached_property
     def by_service(self) -> dict[str, TaskRoute]:
@@ -94,7 +104,7 @@ def _limits(where: str, raw: Any) -> Limits:
     for key, value in raw.items():
         if key not in Limits.WIRE:
             raise ConfigError(f"{where}.{key} is not a limit; accepted: {', '.join(Limits.WIRE)}")
-        kind = (int, float) if key == "timeoutSeconds" else int
+        kind = (int, float) if key.endswith("TimeoutSeconds") or key == "timeoutSeconds" else int
         _expect(f"{where}.{key}", value, kind, "a positive number")
         if value <= 0:
             raise ConfigError(f"{where}.{key} must be a positive number, got {value}")
@@ -184,19 +194,39 @@ def parse_config(raw: Any, source: str = "config") -> GatewayConfig:
             model=str(raw.get("model") or "model"),
             revision=raw.get("revision"),
             served_model_name=raw.get("servedModelName"),
+            cross_task_access=_expect("crossTaskAccess", raw.get("crossTaskAccess", False),
+                                      bool, "true or false"),
         )
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a ConfigMap holds at most 1 MiB
+
+
 def load_config(path: str | Path) -> GatewayConfig:
+    """Read as the spec files are: one line per problem, naming the file, never a traceback."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: the gateway config is {size} bytes; at most "
+                              f"{MAX_CONFIG_BYTES} (1 MiB, a ConfigMap's limit)")
+        data = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read the gateway config: {error.strerror}") from None
     try:
-        raw = json.loads(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: not UTF-8 text: byte 0x{data[error.start]:02x} at offset {error.start}"
+        ) from None
+    try:
+        raw = jsonsafe.loads(text)
+        jsonsafe.check_tree(raw)
+    except jsonsafe.JsonProblem as problem:
+        where = f"{problem.path}: " if problem.path else "the config "
+        raise ConfigError(f"{path}: {where}{problem.message}") from None
     except json.JSONDecodeError as error:
         raise ConfigError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from None
     return parse_config(raw, str(path))

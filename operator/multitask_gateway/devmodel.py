@@ -51,6 +51,7 @@ class Finished:
     reason: str  # length | eos_token | stop_sequence
     tokens: list[dict[str, Any]]
     seed: int | None
+    prompt_tokens: int = 0  # the prompt's length in tokens, as TGI reports it
 
 
 class DevModel:
@@ -152,7 +153,8 @@ class DevModel:
                     reason = "eos_token"  # the label is complete and nothing can follow it
                     break
             step_input = torch.tensor([[token]])
-        return Finished(text=text, reason=reason, tokens=tokens, seed=sampler.seed)
+        return Finished(text=text, reason=reason, tokens=tokens, seed=sampler.seed,
+                        prompt_tokens=int(input_ids.shape[1]))
 
     def _select_adapter(self, adapter_id: str | None) -> None:
         if adapter_id is None:

@@ -129,7 +129,10 @@ class DevServer:
                 "prefill": [],
                 "tokens": done.tokens,
             }
-        return web.json_response(answer)
+        # As TGI does: token counts in headers (the gateway's OpenAI API reports them as usage).
+        counts = {"x-prompt-tokens": str(done.prompt_tokens),
+                  "x-generated-tokens": str(len(done.tokens))}
+        return web.json_response(answer, headers=counts)
 
     async def _stream(
         self, request: web.Request, inputs: str, params: dict[str, Any], labels: Any
@@ -175,6 +178,7 @@ class DevServer:
                     "finish_reason": done.reason,
                     "generated_tokens": len(done.tokens),
                     "seed": done.seed,
+                    "input_length": done.prompt_tokens,
                 },
             }
             await response.write(_event(index, pending, final))

@@ -8,11 +8,11 @@ labels with a regex grammar.
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from . import errors
+from . import errors, jsonsafe
 from .config import GatewayConfig, TaskRoute
 from .constraints import label_grammar, max_label_tokens
 
@@ -56,8 +56,13 @@ class Generation:
 
 def decode_json(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = jsonsafe.loads(body)
+        if jsonsafe.may_need_check(body):
+            jsonsafe.check_tree(data)
+    except jsonsafe.JsonProblem as problem:
+        message = problem.message if problem.path else f"the request body {problem.message}"
+        raise errors.GatewayError(400, message, "bad_request", problem.path) from None
+    except ValueError as error:  # json.JSONDecodeError, UnicodeDecodeError
         raise errors.GatewayError(
             400, f"the request body is not valid JSON: {error}", "bad_request"
         ) from None
@@ -66,8 +71,39 @@ def decode_json(body: bytes) -> dict[str, Any]:
     return data
 
 
+# Ranges TGI's router enforces (router/src/validation.rs); checked here so that a client's
+# mistake is the gateway's 422 naming the parameter, not the upstream's 500 or a 502.
+_BOUNDS: dict[str, tuple[float | None, bool, float | None]] = {
+    # name: (low, low is exclusive, high inclusive)
+    "temperature": (0, True, None),
+    "repetition_penalty": (0, True, None),
+    "frequency_penalty": (-2, False, 2),
+    "top_p": (0, True, 1),
+    "typical_p": (0, True, 1),
+    "top_k": (1, False, None),
+    "best_of": (1, False, None),
+    "truncate": (1, False, None),
+    "top_n_tokens": (0, False, None),
+    "seed": (0, False, 2**64 - 1),
+}
+
+
+def _check_bounds(key: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise errors.validation(f"parameters.{key} must be a finite number, got {value}",
+                                f"parameters.{key}")
+    low, exclusive, high = _BOUNDS.get(key, (None, False, None))
+    if low is not None and (value <= low if exclusive else value < low):
+        relation = ">" if exclusive else ">="
+        raise errors.validation(f"parameters.{key} must be {relation} {low:g}, got {value}",
+                                f"parameters.{key}")
+    if high is not None and value > high:
+        raise errors.validation(f"parameters.{key} must be <= {high:g}, got {value}",
+                                f"parameters.{key}")
+
+
 def check_parameters(raw: Any) -> dict[str, Any]:
-    """The client's TGI parameters, type-checked, with nulls dropped."""
+    """The client's TGI parameters, type- and range-checked, with nulls dropped."""
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -76,7 +112,7 @@ def check_parameters(raw: Any) -> dict[str, Any]:
     for key, value in raw.items():
         if key not in TGI_PARAMETERS:
             raise errors.validation(
-                f"parameters.{key} is not a text-generation parameter; accepted: "
+                f"parameters.{str(key)[:80]} is not a text-generation parameter; accepted: "
                 + ", ".join(TGI_PARAMETERS)
             )
         if value is None:
@@ -87,6 +123,8 @@ def check_parameters(raw: Any) -> dict[str, Any]:
             raise errors.validation(f"parameters.{key} must be an integer")
         if key in _FLOAT and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise errors.validation(f"parameters.{key} must be a number")
+        if key in _INT or key in _FLOAT:
+            _check_bounds(key, value)
         if key == "stop" and (
             not isinstance(value, list) or not all(isinstance(s, str) for s in value)
         ):

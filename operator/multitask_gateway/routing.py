@@ -38,15 +38,79 @@ def resolve(
 ) -> TaskRoute | None:
     """The task of a request, or None when nothing names one. An explicit name that is not a
     task (path or X-Task) is a 404; a Host that matches no old Service is simply no task."""
-    if path_task is not None:
-        return lookup(config, path_task, "from the path")
-    header = headers.get("X-Task")
-    if header:
-        return lookup(config, header.strip(), "from the X-Task header")
+    return _resolve(config, path_task, headers)[0]
+
+
+def _resolve(
+    config: GatewayConfig, path_task: str | None, headers: Mapping[str, str]
+) -> tuple[TaskRoute | None, str | None]:
+    """The task and what named it: "path", "header", "host" or None."""
     label = host_label(headers.get("Host"))
-    if label:
-        return config.by_service.get(label)
-    return None
+    via = config.by_service.get(label) if label else None
+    explicit, source = None, None
+    if path_task is not None:
+        explicit, source = lookup(config, path_task, "from the path"), "path"
+    elif header := headers.get("X-Task"):
+        explicit, source = lookup(config, header.strip(), "from the X-Task header"), "header"
+    if explicit is None:
+        return via, "host" if via is not None else None
+    if via is not None and via is not explicit and not config.cross_task_access:
+        raise cross_task(via, label, explicit)
+    return explicit, source
+
+
+def cross_task(via: TaskRoute, service: str | None, other: TaskRoute) -> errors.GatewayError:
+    """A request that came through one task's old Service asks for another task. Each old
+    Service stands for its task only (its clients were granted that one), unless the model's
+    serving config allows cross-task access."""
+    return errors.GatewayError(
+        403,
+        f"this request came through task '{via.name}''s Service '{service}', which serves that "
+        f"task only; call task '{other.name}' through its own Service or the gateway's "
+        "(spec.serving.crossTaskAccess: true allows it)",
+        "forbidden",
+    )
+
+
+def for_model(
+    config: GatewayConfig, model: str | None, path_task: str | None, headers: Mapping[str, str]
+) -> TaskRoute:
+    """The task of an OpenAI request. `model` selects the task it names (a task name, or the
+    task's old Service name as an alias); otherwise the path, X-Task and Host decide as for
+    every other endpoint, whatever `model` says (an old client keeps sending its old model id).
+    A `model` naming one task while the path or X-Task names another is refused (400); one that
+    arrives through another task's old Service is refused too (403) unless the config allows
+    cross-task access: a request never reaches a task other than the one its URL or Service
+    stands for."""
+    named = None
+    if model:
+        named = config.tasks.get(model) or config.by_service.get(model)
+    other, source = _resolve(config, path_task, headers)
+    if named is not None and other is not None and named is not other:
+        if source == "host":
+            if not config.cross_task_access:
+                raise cross_task(other, host_label(headers.get("Host")), named)
+            other = named
+        else:
+            raise errors.bad_request(
+                f"model '{model}' names task '{named.name}', but the request is for task "
+                f"'{other.name}' (by its path or X-Task header); leave model out or make "
+                "them agree",
+                "model",
+            )
+    task = named or other
+    if task is None:
+        if model:
+            raise errors.GatewayError(
+                404, f"the model '{model}' does not exist: every task is a model; known: "
+                f"{known(config)}", "model_not_found", "model",
+            )
+        raise errors.not_found(
+            "no task in the request: set model to a task, call /tasks/<task>/v1/..., set the "
+            f"X-Task header, or call the task's old Service name; known tasks: {known(config)}",
+            "model",
+        )
+    return task
 
 
 def require(

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .api.common import TaskType
+from .api.common import TaskType, listed, shown
 from .api.spec import Task
 
 MAX_REPORTED = 5  # problems listed per file before "... and N more"
@@ -86,7 +86,8 @@ def _line_problem(record: object, labels: set[str] | None) -> str | None:
     if not record["output"].strip():
         return "output is empty"
     if labels is not None and record["output"] not in labels:
-        return f"output {record['output']!r} is not a label; accepted: {', '.join(sorted(labels))}"
+        return (f"output {shown(record['output'])} is not a label; accepted: "
+                f"{listed(sorted(labels))}")
     return None
 
 
@@ -117,6 +118,10 @@ def read_examples(path: str | Path, task: Task | None = None) -> list[Example]:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
                     problem = f"not valid JSON: {err.msg} at column {err.colno}"
+                except RecursionError:
+                    problem = "not usable JSON: nested too deeply"
+                except ValueError as err:  # e.g. an integer of more than 4,300 digits
+                    problem = f"not usable JSON: {str(err)[:120]}"
                 else:
                     problem = _line_problem(record, labels)
                     if problem is None:
@@ -150,7 +155,7 @@ def check_task_examples(task: Task, path: Path, examples: list[Example]) -> None
                     path,
                     None,
                     f"task {task.name} is classification but its data has only {len(labels)} "
-                    f"distinct output ({', '.join(map(repr, labels))}); it needs at least 2 labels",
+                    f"distinct output ({listed(map(shown, labels))}); it needs at least 2 labels",
                 )
             ]
         )

@@ -5,6 +5,12 @@
 
 YAML is composed into nodes first so that a pydantic error's field path can be mapped back to
 the line it came from. Data files named by the spec are checked when they are local.
+
+Whatever the file holds, it gets one line per problem, never a traceback: files over
+MAX_SPEC_BYTES (1 MiB, the order of the API server's own limit on an object) are refused before
+parsing, bytes that are not UTF-8 are reported with their offset, nesting is bounded, a key
+given twice in one mapping is refused naming both lines (YAML would keep the last silently),
+and every value echoed in a message is cut to 80 characters.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .api.common import DNS1123_LABEL
+from .api.common import DNS1123_LABEL, shown
 from .api.crd import structural_schema
 from .api.resource import API_VERSION, KIND, MultiTaskModel
 from .api.spec import MultiTaskModelSpec
@@ -26,6 +32,48 @@ from .datafiles import DataError, check_task_examples, infer_labels, parse_locat
 from .planner import eval_split_size
 
 Loc = Sequence[str | int]
+MAX_SPEC_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64
+MAX_MESSAGE = 600  # characters of one problem's message (a list of what is accepted included)
+
+
+class SpecFileError(yaml.MarkedYAMLError):
+    """A well-formed YAML file that no MultiTaskModel file can be (too deep, a duplicate key)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with bounded nesting and no duplicate keys."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise SpecFileError(problem=f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                    problem_mark=mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node = super().compose_mapping_node(anchor)
+        seen: dict[Any, int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            first = seen.setdefault((key.tag, key.value), line)
+            if first != line:
+                raise SpecFileError(
+                    problem=f"key {shown(key.value)} appears twice in one mapping (lines "
+                    f"{first} and {line}); YAML would keep only the last",
+                    problem_mark=key.start_mark,
+                )
+        return node
 
 
 @dataclass(frozen=True)
@@ -39,7 +87,10 @@ class Problem:
         parts = [f"{self.file}:{self.line}" if self.line else self.file]
         if self.path:
             parts.append(self.path)
-        parts.append(self.message)
+        message = self.message
+        if len(message) > MAX_MESSAGE:
+            message = f"{message[:MAX_MESSAGE]}... ({len(message)} characters)"
+        parts.append(message)
         return ": ".join(parts)
 
 
@@ -129,15 +180,15 @@ def _message(error: dict[str, Any], loc: list[str | int]) -> str:
         return f"unknown field{hint}"
     if kind == "string_pattern_mismatch" and ctx.get("pattern") == DNS1123_LABEL:
         return (
-            f"{value!r} is not a DNS-1123 label: use lowercase letters, digits and '-', "
+            f"{shown(value)} is not a DNS-1123 label: use lowercase letters, digits and '-', "
             "starting and ending with a letter or digit"
         )
     if kind == "enum":
-        return f"{value!r} is not accepted; accepted: {ctx.get('expected')}"
+        return f"{shown(value)} is not accepted; accepted: {ctx.get('expected')}"
     message = error["msg"].removeprefix("Value error, ")
     message = message.replace("Input should be", "must be")
     if kind not in ("value_error", "assertion_error") and not isinstance(value, dict | list):
-        message += f", got {value!r}"
+        message += f", got {shown(value)}"
     return message
 
 
@@ -161,13 +212,14 @@ def _check_header(data: dict[str, Any], file: str, node: yaml.Node) -> list[Prob
                 file,
                 locate(node, ["apiVersion"]),
                 "apiVersion",
-                f"must be {API_VERSION}, got {data.get('apiVersion')!r}",
+                f"must be {API_VERSION}, got {shown(data.get('apiVersion'))}",
             )
         )
     if data.get("kind") != KIND:
         problems.append(
             Problem(
-                file, locate(node, ["kind"]), "kind", f"must be {KIND}, got {data.get('kind')!r}"
+                file, locate(node, ["kind"]), "kind",
+                f"must be {KIND}, got {shown(data.get('kind'))}",
             )
         )
     return problems
@@ -178,20 +230,19 @@ def load_file(path: str | Path) -> LoadResult:
     path = Path(path)
     result = LoadResult()
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        result.problems.append(Problem(name, None, None, f"cannot read: {err.strerror}"))
+    text = _read_text(path, result)
+    if text is None:
         return result
-    loader = yaml.SafeLoader(text)
+    loader: _Loader | None = None
     index = 0
     try:
+        loader = _Loader(text)  # checks that every character is one YAML allows
         while loader.check_node():
             node = loader.get_node()
             data = loader.construct_document(node)
             index += 1
             if data is None:
-                continue
+                continue  # an empty document (a trailing `---`), as kubectl skips it
             if not isinstance(data, dict):
                 result.problems.append(
                     Problem(
@@ -212,15 +263,51 @@ def load_file(path: str | Path) -> LoadResult:
                 result.problems.extend(validation_problems(err, name, node))
                 continue
             result.documents.append(Document(path, index, model, node))
+    except SpecFileError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else None
+        result.problems.append(Problem(name, line, None, str(err.problem)))
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line = mark.line + 1 if mark else None
         result.problems.append(Problem(name, line, None, f"YAML syntax error: {err.problem}"))
+    except yaml.reader.ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        result.problems.append(Problem(
+            name, line, None,
+            f"character #x{err.character:04x} at offset {err.position} is not allowed in YAML",
+        ))
     finally:
-        loader.dispose()
-    if index == 0 and not result.problems:
-        result.problems.append(Problem(name, None, None, "no MultiTaskModel in the file"))
+        if loader is not None:
+            loader.dispose()
+    if not result.documents and not result.problems:
+        result.problems.append(Problem(name, None, None, "no MultiTaskModel in the file (it holds "
+                                       "no document, or only empty ones)"))
     return result
+
+
+def _read_text(path: Path, result: LoadResult) -> str | None:
+    """The file as text, or None with the problem recorded."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            result.problems.append(Problem(
+                name, None, None, f"the file is {size} bytes; a MultiTaskModel file may be at "
+                f"most {MAX_SPEC_BYTES} bytes (1 MiB, about what the Kubernetes API server "
+                "accepts for one object)"))
+            return None
+        data = path.read_bytes()
+    except OSError as err:
+        result.problems.append(Problem(name, None, None, f"cannot read: {err.strerror}"))
+        return None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        result.problems.append(Problem(
+            name, line, None, f"not UTF-8 text: byte 0x{data[err.start]:02x} at offset "
+            f"{err.start}; save the file as UTF-8"))
+        return None
 
 
 @dataclass

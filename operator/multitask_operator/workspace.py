@@ -79,6 +79,32 @@ def publish(target: Path, summary: dict[str, Any] | None = None) -> Iterator[Pat
         raise
 
 
+# Written into every folder that `mtm run` / `mtm ablate` create, so that `--fresh` deletes only
+# folders this project made, never a directory a mistyped --workspace points at.
+WORKSPACE_MARKER = ".mtm-workspace"
+
+
+def claim_folder(folder: Path) -> None:
+    """Create `folder` if needed and mark it as the project's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / WORKSPACE_MARKER
+    if not marker.exists():
+        marker.write_text("created by mtm (multitask-operator); `--fresh` may delete this folder\n")
+
+
+def fresh_refusal(folder: Path) -> str | None:
+    """Why `--fresh` must not delete `folder`, or None when it may (absent, empty or marked)."""
+    if not folder.exists() or (folder / WORKSPACE_MARKER).is_file():
+        return None
+    if not folder.is_dir():
+        return f"--fresh: {folder} is not a directory; refusing to delete it"
+    if any(folder.iterdir()):
+        return (f"--fresh: {folder} was not created by mtm (it has no {WORKSPACE_MARKER} "
+                "marker), so it is not deleted; delete it yourself if you mean to, or pick "
+                "another --workspace")
+    return None
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path

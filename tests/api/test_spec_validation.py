@@ -86,6 +86,17 @@ BAD_SPECS = [
         "pvc://CLAIM/PATH",
     ),
     (
+        lambda s: s["tasks"][0]["data"].update(
+            train="pvc://datasets/../../../proc/self/environ"),
+        "spec.tasks[0].data.train",
+        "may not contain '..' segments",
+    ),
+    (
+        lambda s: s["tasks"][0]["data"].update(eval="pvc://claim/intent/.."),
+        "spec.tasks[0].data.eval",
+        "may not contain '..' segments",
+    ),
+    (
         lambda s: s["tasks"][0]["data"].update(evalFraction=1.0),
         "spec.tasks[0].data.evalFraction",
         "less than 1",

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import openai
 import pytest
 import yaml
 
@@ -179,6 +180,27 @@ def test_serve_answers_through_the_gateway(example, finished):
         labels = {"intent": {"refund", "shipping", "cancel", "account"},
                   "mood": {"positive", "negative"}}[task]
         assert answer["label"] in labels
+        # The openai SDK, as the printed example says: every qualified task is a model, and
+        # every answer a label, streamed or not, by model name or by X-Task.
+        while not any("/v1/chat/completions" in line for line in lines):
+            lines.append(child.stdout.readline())
+            assert time.monotonic() < deadline, "".join(lines)
+        assert any(f"base_url='http://127.0.0.1:{port}/v1'" in line for line in lines)
+        sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        assert {m.id for m in sdk.models.list()} >= set(qualified)
+        for name in qualified:
+            labels = {"intent": {"refund", "shipping", "cancel", "account"},
+                      "mood": {"positive", "negative"}}[name]
+            message = [{"role": "user", "content": "refund please 7"}]
+            answer = sdk.chat.completions.create(model=name, messages=message)
+            assert answer.choices[0].message.content in labels
+            chunks = list(sdk.chat.completions.create(model=name, messages=message,
+                                                      stream=True))
+            assert "".join(c.choices[0].delta.content or "" for c in chunks) in labels
+            assert sdk.completions.create(model=name, prompt="7").choices[0].text in labels
+            answer = sdk.chat.completions.create(model="tgi", messages=message,
+                                                 extra_headers={"X-Task": name})
+            assert answer.choices[0].message.content in labels
         # SIGTERM to `mtm run` alone (as `kill` sends it) stops the servers it started too.
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=60) == 0

@@ -26,6 +26,7 @@ class FakeTgi:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []  # the path of each generation request
+        self.headers: list[dict[str, str]] = []  # the headers of each generation request
         self.peers: set[Any] = set()  # the client ends of the connections they came on
         self.cancelled = asyncio.Event()  # set when a hanging request's client went away
         self.mode = "ok"
@@ -37,12 +38,14 @@ class FakeTgi:
         self.release = asyncio.Event()  # a "hang" request waits for it
         self.gate: asyncio.Queue[None] | None = None  # when set, one get() per streamed token
         self.stream_ended = asyncio.Event()  # set when a stream finishes or is cancelled
+        self.prompt_tokens = 7  # what x-prompt-tokens / details.input_length report
 
     def app(self) -> web.Application:
         app = web.Application()
         app.add_routes([
             web.post("/", self.compat),
             web.post("/generate", self.compat),
+            web.post("/generate_stream", self.compat),
             web.get("/health", self.health),
             web.get("/info", self.info),
         ])
@@ -60,6 +63,7 @@ class FakeTgi:
         body = await request.json()
         self.requests.append(body)
         self.paths.append(request.path)
+        self.headers.append(dict(request.headers))
         self.peers.add(request.transport.get_extra_info("peername") if request.transport else None)
         self.received.set()
         if self.mode == "hang":
@@ -72,13 +76,15 @@ class FakeTgi:
             return web.json_response(self.error, status=self.status)
         if self.mode == "garbage":
             return web.Response(text="<html>proxy error</html>", content_type="text/html")
-        if body.get("stream"):
+        if body.get("stream") or request.path == "/generate_stream":
             return await self._stream(request)
         answer: dict[str, Any] = {"generated_text": self.text}
         if body["parameters"].get("details"):
             answer["details"] = {"finish_reason": "eos_token", "generated_tokens": 1,
                                  "seed": None, "prefill": [], "tokens": []}
-        return web.json_response(answer)
+        # TGI reports token counts in headers of /generate answers.
+        return web.json_response(answer, headers={"x-prompt-tokens": str(self.prompt_tokens),
+                                                  "x-generated-tokens": "1"})
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -98,7 +104,7 @@ class FakeTgi:
                 "token": {"id": i, "text": piece, "logprob": -0.5, "special": False},
                 "generated_text": "".join(self.tokens) if last else None,
                 "details": {"finish_reason": "eos_token", "generated_tokens": len(self.tokens),
-                            "seed": None} if last else None,
+                            "seed": None, "input_length": self.prompt_tokens} if last else None,
             }
             await response.write(b"data:" + json.dumps(event).encode() + b"\n\n")
             if self.mode == "stream_error":
@@ -139,16 +145,21 @@ class FakeVllm:
         if self.status is not None:
             error = {"error": {"message": "bad model name", "type": "BadRequestError"}}
             return web.json_response(error, status=self.status)
+        usage = {"prompt_tokens": 9, "completion_tokens": len(self.pieces),
+                 "total_tokens": 9 + len(self.pieces)}
         if not body.get("stream"):
             return web.json_response({
                 "choices": [{"text": self.text, "finish_reason": "stop"}],
-                "usage": {"completion_tokens": 2},
+                "usage": usage,
             })
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for i, piece in enumerate(self.pieces):
             reason = "stop" if i == len(self.pieces) - 1 else None
             chunk = {"choices": [{"text": piece, "finish_reason": reason}]}
+            await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunk = {"choices": [], "usage": usage}
             await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

@@ -29,10 +29,13 @@ def test_gateway_overhead_measures_every_path():
                         "4", "--seconds", "0.3")
     assert out.startswith("## Gateway overhead")
     for path in ("direct to upstream, /generate", "through the gateway, /generate",
-                 "gateway with AsyncInferenceClient", "through the gateway, /generate_stream"):
+                 "gateway with AsyncInferenceClient", "through the gateway, /generate_stream",
+                 "through the gateway, /v1/chat/completions (",
+                 "through the gateway, /v1/chat/completions streamed"):
         row = next(line for line in out.splitlines() if line.startswith(f"| {path}"))
         assert re.search(r"\d+\.\d{3} ms \| \d+\.\d{3} ms", row), row
     assert re.search(r"throughput ratio \d+\.\d\d \(\d+ vs \d+ req/s\)", out)
+    assert re.search(r"/v1/chat/completions adds \+-?\d+\.\d{3} ms at p50", out)
 
 
 @pytest.mark.slow

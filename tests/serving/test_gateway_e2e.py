@@ -1,5 +1,5 @@
 """End to end: `mtm serve-model` on a tiny random model, `mtm gateway` in front of it, both as
-real processes, called through huggingface_hub's clients and plain HTTP.
+real processes, called through huggingface_hub's clients, the openai SDK and plain HTTP.
 
 The model's weights are random, so its free text is noise: whatever it answers for a
 classification task being a label is the label constraint at work (token-prefix masking in
@@ -17,6 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import openai
 import pytest
 from huggingface_hub import AsyncInferenceClient, InferenceClient
 from huggingface_hub.errors import ValidationError
@@ -162,6 +163,50 @@ def test_dev_server_enforces_label_grammars_itself(servers):
         assert answer in ("yes", "no")
     with pytest.raises(ValidationError, match="only alternations of literal strings"):
         client.text_generation("?", grammar={"type": "regex", "value": "[a-z]+"})
+
+
+def test_openai_sdk_gets_labels_and_real_usage(servers):
+    sdk = openai.OpenAI(base_url=servers["gateway"] + "/v1", api_key="unused", max_retries=0)
+    assert {m.id for m in sdk.models.list()} == {"intent", "intent-svc", "summary"}
+    for seed in range(4):
+        answer = sdk.chat.completions.create(
+            model="intent", messages=[{"role": "user", "content": "where is my parcel"}],
+            temperature=2.0, seed=seed)
+        assert answer.choices[0].message.content in LABELS
+        # Counted by the model server's tokenizer: the templated prompt, then the label's
+        # tokens (at least one; a label of several tokens takes several).
+        assert answer.usage.prompt_tokens > len("where is my parcel") // 4
+        assert answer.usage.completion_tokens >= 1
+        stream = sdk.chat.completions.create(
+            model="intent", messages=[{"role": "user", "content": "refund?"}], stream=True,
+            stream_options={"include_usage": True}, temperature=2.0, seed=seed)
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text in LABELS
+        assert chunks[-1].usage.total_tokens == (chunks[-1].usage.prompt_tokens
+                                                 + chunks[-1].usage.completion_tokens)
+    assert sdk.completions.create(model="intent", prompt="refund?").choices[0].text in LABELS
+    # An old client of intent's own vLLM service: its model id, the task from X-Task.
+    answer = sdk.chat.completions.create(
+        model="intent-v3-finetuned", messages=[{"role": "user", "content": "broken"}],
+        extra_headers={"X-Task": "intent"})
+    assert answer.choices[0].message.content in LABELS
+    # Greedy generation is deterministic, streamed or not.
+    summary = sdk.chat.completions.create(
+        model="summary", messages=[{"role": "user", "content": "a long story"}], max_tokens=6)
+    pieces = sdk.chat.completions.create(
+        model="summary", messages=[{"role": "user", "content": "a long story"}], max_tokens=6,
+        stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in pieces) == (
+        summary.choices[0].message.content)
+    assert summary.usage.completion_tokens <= 6
+    # huggingface_hub's chat client, the other common way to call an OpenAI-style server.
+    hub = InferenceClient(base_url=servers["gateway"] + "/v1")
+    answer = hub.chat_completion([{"role": "user", "content": "refund?"}], model="intent")
+    assert answer.choices[0].message.content in LABELS
+    with pytest.raises(openai.BadRequestError, match="max_tokens: must be at most 32"):
+        sdk.chat.completions.create(model="summary", max_tokens=33,
+                                    messages=[{"role": "user", "content": "x"}])
 
 
 def test_mtm_gateway_reports_a_bad_config(tmp_path):

@@ -198,13 +198,16 @@ class TestUpstreamCalls:
         assert status == 200 and body["details"]["finish_reason"] == "eos_token"
         assert fake.requests[-1]["parameters"]["details"] is True
 
-    async def test_streams_go_through_the_huggingface_client(self, tgi_gateway):
+    async def test_streams_post_to_generate_stream_and_reuse_the_connection(self, tgi_gateway):
         fake, gw = tgi_gateway
-        async with gw.session.post(gw.url + "/tasks/summary/generate_stream",
-                                   json={"inputs": "x"}) as r:
-            assert len([e async for e in sse_events(r)]) == 3
-        assert fake.paths == ["/"]  # AsyncInferenceClient posts to the base URL
+        for _ in range(3):
+            async with gw.session.post(gw.url + "/tasks/summary/generate_stream",
+                                       json={"inputs": "x"}) as r:
+                assert len([e async for e in sse_events(r)]) == 3
+        assert fake.paths == ["/generate_stream"] * 3
         assert fake.requests[-1]["stream"] is True
+        assert fake.requests[-1]["parameters"]["details"] is True  # for the final counts
+        assert len(fake.peers) == 1  # a finished stream's connection goes back to the pool
 
     async def test_a_client_that_leaves_closes_the_upstream_request(self, tgi_gateway):
         fake, gw = tgi_gateway

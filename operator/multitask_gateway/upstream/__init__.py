@@ -1,14 +1,22 @@
-"""Clients for the inference server: TGI through huggingface_hub, vLLM through its OpenAI API.
+"""Clients for the inference server: TGI through its native API, vLLM through its OpenAI API.
 
 Both speak TGI's shapes to the rest of the gateway: `generate` returns a /generate answer
-(`{"generated_text", "details"?}`), `stream` yields /generate_stream events, and failures are
-`GatewayError`s that already say whose fault they are.
+(`{"generated_text", "details"?}`) with the prompt's token count when the server said it,
+`stream` yields /generate_stream events (the last one's `details` carry `generated_tokens` and
+`input_length`), and failures are `GatewayError`s that already say whose fault they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(slots=True)
+class Answer:
+    body: dict[str, Any]  # TGI's /generate answer: generated_text, details when asked for
+    prompt_tokens: int | None = None  # as the inference server counted them, when it said
 
 
 class Upstream(Protocol):
@@ -19,7 +27,7 @@ class Upstream(Protocol):
 
     async def close(self) -> None: ...
 
-    async def generate(self, prompt: str, parameters: dict[str, Any]) -> dict[str, Any]: ...
+    async def generate(self, prompt: str, parameters: dict[str, Any]) -> Answer: ...
 
     def stream(self, prompt: str, parameters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
 

@@ -1,14 +1,13 @@
 """A lean keep-alive HTTP/1.1 client for the gateway's unary calls to the inference server.
 
 Why not a library here: the gateway's budget is well under a millisecond per request, and
-the client of the unary call is most of it. Measured by benchmarks/upstream_clients.py on the
-benchmark machine's 2 cores (CPU per sequential `/generate` call, system calls included): this
-pool 0.15 ms, aiohttp's ClientSession 0.38 ms, huggingface_hub's
-`AsyncInferenceClient.text_generation` 1.4 ms (httpx request and response models, a token lookup
-in files and a thread hop per answer, before any I/O). It does only what a unary call to one
-known server needs: a request line, a few headers, a body; the answer is parsed by httptools
-(llhttp, the parser of uvicorn and Node.js), so no HTTP parsing is hand-written. Streams stay on
-the libraries (tgi.py, vllm.py), where the per-request cost is spread over many tokens.
+the client of the unary call is most of it. benchmarks/upstream_clients.py measures the CPU per
+sequential `/generate` call of this pool, aiohttp's ClientSession and huggingface_hub's
+`AsyncInferenceClient.text_generation` (figures in benchmarks/RESULTS.md, "Gateway upstream
+clients": the library clients cost several times more CPU per call). It does only what a unary
+call to one known server needs: a request line, a few headers, a body; the answer is parsed by
+httptools (llhttp, the parser of uvicorn and Node.js), so no HTTP parsing is hand-written.
+Streams go through aiohttp (streams.py), where the per-request cost is spread over many tokens.
 
 Semantics: `timeout` bounds connecting and every wait for the next bytes of the answer (a slow
 but moving answer is not cut off). Connections are kept alive and reused, most recent first; the

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import errors
-from .http1 import Http1Pool, UpstreamIOError
+from .http1 import Http1Pool, Reply, UpstreamIOError
 
 # (parsed error body or None when it is not JSON, raw body) -> (message, error_type)
 ErrorReader = Callable[[Any, bytes], tuple[str, str | None]]
@@ -33,6 +33,10 @@ class UnaryClient:
 
     async def call(self, method: str, path: str, body: Any = None) -> bytes:
         """The body of a 200 answer; anything else raises the GatewayError to answer with."""
+        return (await self.call_reply(method, path, body)).body
+
+    async def call_reply(self, method: str, path: str, body: Any = None) -> Reply:
+        """A 200 answer with its headers; anything else raises the GatewayError."""
         if self._pool is None:
             raise RuntimeError("the upstream client was not started")
         data = b"" if body is None else json.dumps(body).encode()
@@ -47,16 +51,10 @@ class UnaryClient:
                 payload = None
             message, error_type = self._read_error(payload, reply.body)
             raise errors.from_upstream_status(reply.status, message, error_type)
-        return reply.body
+        return reply
 
     async def call_json(self, method: str, path: str, body: Any = None) -> Any:
-        raw = await self.call(method, path, body)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise errors.bad_upstream(
-                f"the inference server answered with something that is not JSON: {raw[:200]!r}"
-            ) from None
+        return parse_json(await self.call(method, path, body))
 
     def _io_error(self, error: UpstreamIOError) -> errors.GatewayError:
         if error.kind == "connect":
@@ -64,6 +62,15 @@ class UnaryClient:
         if error.kind == "timeout":
             return errors.silent(self.url, self.timeout)
         return errors.bad_upstream(f"the connection to the inference server failed: {error}")
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise errors.bad_upstream(
+            f"the inference server answered with something that is not JSON: {raw[:200]!r}"
+        ) from None
 
 
 def text_of(raw: bytes) -> str:

@@ -6,19 +6,18 @@ by naming it as the `model` (vLLM's `--lora-modules NAME=PATH`); labels are enfo
 vLLM's structured outputs (`structured_outputs: {"regex": ...}`, vLLM >= 0.10.2).
 
 Unary calls (completions without streaming, /health, /v1/models) go through the lean pool of
-upstream/http1.py, as TGI's do (why: see there); streams through aiohttp.
+upstream/http1.py, as TGI's do (why: see there); streams through streams.py. Token counts come
+from vLLM's `usage` (asked for on streams with `stream_options.include_usage`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from .. import errors
+from . import Answer
+from .streams import StreamClient
 from .unary import UnaryClient, text_of
 
 # TGI parameters that have no vLLM completions counterpart: refused rather than ignored.
@@ -33,22 +32,15 @@ class VllmUpstream:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.model = served_model_name
-        self._session: aiohttp.ClientSession | None = None
         self._unary = UnaryClient(self.url, timeout, _vllm_error)
+        self._streams = StreamClient(self.url, timeout, _vllm_error)
 
     async def start(self) -> None:
         self._unary.start()
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
-            timeout=aiohttp.ClientTimeout(
-                total=None, sock_connect=self.timeout, sock_read=self.timeout
-            ),
-        )
+        self._streams.start()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._streams.close()
         await self._unary.close()
 
     def completion_body(self, prompt: str, parameters: dict[str, Any], stream: bool) -> dict:
@@ -64,6 +56,8 @@ class VllmUpstream:
             "max_tokens": parameters.get("max_new_tokens"),
             "stream": stream,
         }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         # TGI decodes greedily unless do_sample is set; vLLM samples at temperature 1 by default.
         if parameters.get("do_sample"):
             body["temperature"] = parameters.get("temperature", 1.0)
@@ -87,7 +81,7 @@ class VllmUpstream:
             body["structured_outputs"] = {kind: grammar.get("value")}
         return body
 
-    async def generate(self, prompt: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    async def generate(self, prompt: str, parameters: dict[str, Any]) -> Answer:
         body = self.completion_body(prompt, parameters, stream=False)
         data = await self._unary.call_json("POST", "/v1/completions", body)
         try:
@@ -95,32 +89,42 @@ class VllmUpstream:
             text = choice["text"]
         except (KeyError, IndexError, TypeError):
             raise errors.bad_upstream(f"vLLM answered without choices: {str(data)[:300]}") from None
+        usage = data.get("usage") or {}
         answer: dict[str, Any] = {"generated_text": text}
         if parameters.get("details"):
             answer["details"] = {
                 "finish_reason": FINISH_REASONS.get(choice.get("finish_reason"), "stop_sequence"),
-                "generated_tokens": (data.get("usage") or {}).get("completion_tokens", 0),
+                "generated_tokens": usage.get("completion_tokens", 0),
                 "seed": parameters.get("seed"),
                 "prefill": [],
                 "tokens": [],
             }
-        return answer
+        return Answer(answer, usage.get("prompt_tokens"))
 
     async def stream(
         self, prompt: str, parameters: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
         body = self.completion_body(prompt, parameters, stream=True)
-        response = await self._request("POST", "/v1/completions", body)
+        response = await self._streams.open("/v1/completions", body)
         text, count = "", 0
+        final: dict[str, Any] | None = None  # held until the usage chunk that follows it
         try:
-            async for raw in _sse_lines(response, self.timeout):
-                if raw == "[DONE]":
-                    break
-                chunk = json.loads(raw)
+            async for chunk in self._streams.events(response):
+                if not isinstance(chunk, dict):
+                    raise errors.bad_upstream(f"unexpected event from vLLM: {str(chunk)[:200]}")
                 if "error" in chunk:
                     raise errors.bad_upstream(f"vLLM failed mid-stream: {_message(chunk)}")
-                choice = chunk["choices"][0]
-                piece, reason = choice.get("text", ""), choice.get("finish_reason")
+                usage = chunk.get("usage")
+                if final is not None:  # only the usage chunk and [DONE] follow the final one
+                    if isinstance(usage, dict):
+                        final["details"]["generated_tokens"] = usage.get("completion_tokens", count)
+                        final["details"]["input_length"] = usage.get("prompt_tokens")
+                    continue
+                choices = chunk.get("choices") or []
+                if not choices:
+                    continue
+                choice = choices[0]
+                piece, reason = choice.get("text") or "", choice.get("finish_reason")
                 text += piece
                 count += 1 if piece else 0
                 event = {
@@ -136,13 +140,17 @@ class VllmUpstream:
                         "generated_tokens": count,
                         "seed": parameters.get("seed"),
                     }
-                    yield event
-                    return
+                    final = event
+                    if isinstance(usage, dict):  # usage on the same chunk
+                        final["details"]["input_length"] = usage.get("prompt_tokens")
+                    continue
                 if piece:
                     yield event
-            raise errors.bad_upstream("vLLM ended the stream without a finish reason")
+            if final is None:
+                raise errors.bad_upstream("vLLM ended the stream without a finish reason")
+            yield final
         finally:
-            response.release()
+            self._streams.finish(response)
 
     async def health(self) -> None:
         await self._unary.call("GET", "/health")
@@ -152,30 +160,6 @@ class VllmUpstream:
         data = models.get("data") if isinstance(models, dict) else None
         names = [m.get("id") for m in data or [] if isinstance(m, dict)]
         return {"model_id": self.model, "models": names, "router": "vllm"}
-
-    async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> aiohttp.ClientResponse:
-        if self._session is None:
-            raise RuntimeError("VllmUpstream.start() was not awaited")
-        try:
-            response = await self._session.request(method, self.url + path, json=body)
-        except aiohttp.ClientConnectionError as error:
-            if isinstance(error, aiohttp.ServerTimeoutError):
-                raise errors.silent(self.url, self.timeout) from None
-            raise errors.unreachable(self.url, error) from None
-        except TimeoutError:
-            raise errors.silent(self.url, self.timeout) from None
-        if response.status != 200:
-            try:
-                payload = await response.json(content_type=None)
-                message = _message(payload)
-            except Exception:  # noqa: BLE001 - not JSON: use the text
-                message = (await response.text())[:500]
-            finally:
-                response.release()
-            raise errors.from_upstream_status(response.status, message, None)
-        return response
 
 
 def _vllm_error(payload: Any, raw: bytes) -> tuple[str, str | None]:
@@ -193,17 +177,3 @@ def _message(payload: Any) -> str:
         if inner:
             return str(inner)
     return str(payload)[:500]
-
-
-async def _sse_lines(response: aiohttp.ClientResponse, timeout: float) -> AsyncIterator[str]:
-    """The data of each server-sent event, as it arrives."""
-    while True:
-        try:
-            line = await asyncio.wait_for(response.content.readline(), timeout)
-        except TimeoutError:
-            raise errors.timeout(f"vLLM sent nothing for {timeout:g} s mid-stream") from None
-        if not line:
-            return
-        line = line.strip()
-        if line.startswith(b"data:"):
-            yield line[5:].strip().decode()

@@ -134,6 +134,28 @@ def accepted(values: Any) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
+ECHO_LIMIT = 80  # characters of a user's value repeated in an error message
+
+
+def shown(value: Any, limit: int = ECHO_LIMIT) -> str:
+    """A user's value in an error message: its repr, cut to `limit` characters with a note of
+    its length, so that a 50 MB field never becomes a 50 MB message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str | bytes | list | dict | tuple) else len(text)
+    unit = "characters" if isinstance(value, str) else "items" if not isinstance(
+        value, bytes) else "bytes"
+    return f"{text[:limit]}... ({size} {unit})"
+
+
+def listed(items: Any, limit: int = 20) -> str:
+    """'a, b, c' for an error message, at most `limit` items and ECHO_LIMIT characters each."""
+    items = list(items)
+    text = ", ".join(str(i)[:ECHO_LIMIT] for i in items[:limit])
+    return text + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
 def defaulted(model: type, description: str | None = None):
     """A nested object that may be omitted: pydantic builds it from defaults, and the CRD gets
     `default: {}` so that the API server fills the same nested defaults (CEL relies on them)."""

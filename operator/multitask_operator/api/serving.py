@@ -70,3 +70,12 @@ class Serving(ApiModel):
             "annotation multitask.ai/approve-cutover; Off never touches them."
         ),
     )
+    cross_task_access: bool = Field(
+        False,
+        description=(
+            "Whether a request that arrives through one task's old Service may ask the gateway "
+            "for another task (by path, X-Task header or OpenAI model). Default false: each "
+            "old Service reaches its own task only, as before the cutover; the gateway's own "
+            "Service reaches every task."
+        ),
+    )

@@ -45,6 +45,9 @@ def check_data_location(value: str) -> str:
         raise ValueError(f"scheme {match.group(1)}:// is not supported; use {DATA_LOCATION_HELP}")
     if value.startswith("pvc://") and "/" not in value[len("pvc://") :].strip("/"):
         raise ValueError("pvc:// locations need a claim and a path: pvc://CLAIM/PATH")
+    if value.startswith("pvc://") and ".." in value[len("pvc://") :].split("/"):
+        raise ValueError("pvc:// locations may not contain '..' segments: the path is inside "
+                         "the claim, pvc://CLAIM/PATH")
     return value
 
 
@@ -97,7 +100,8 @@ class BaseModelSpec(ApiModel):
 
 _LOCATION_CEL = (
     "!{f}.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://') || "
-    "{f}.matches('^(pvc://[^/]+/.+|https?://.+|s3://.+|hf://datasets/.+)$')"
+    "({f}.matches('^(pvc://[^/]+/.+|https?://.+|s3://.+|hf://datasets/.+)$') && "
+    "!({f}.startsWith('pvc://') && {f}.matches('/[.][.](/|$)')))"
 )
 
 

@@ -43,4 +43,4 @@ def gateway(config_path: str, upstream: str, engine: str, host: str, port: int) 
                            config.served_model_name or config.model)
     click.echo(f"gateway for {len(config.tasks)} tasks -> {engine} at {upstream}, "
                f"listening on {host}:{port}")
-    run(create_app(config, client), host, port)
+    run(create_app(config, client), host, port, config.limits.idle_timeout_seconds)

@@ -41,7 +41,7 @@ from ..planner.ablation import (
     seeded_spec,
     training_steps,
 )
-from ..workspace import Workspace
+from ..workspace import Workspace, claim_folder, fresh_refusal
 from .ablation_report import record_time, write_ablation_report
 from .display import RunDisplay
 from .pipeline import load_document
@@ -170,8 +170,12 @@ def run_ablation(
     spec = resolved_spec(doc)
     folder = Path(workspace or Path("workspace") / model_name) / "ablation"
     if fresh and folder.exists():
+        refusal = fresh_refusal(folder)
+        if refusal:
+            raise AblationError(refusal)
         shutil.rmtree(folder)
         display.note(f"--fresh: removed {folder}")
+    claim_folder(folder)
     display.note(f"ablation workspace: {folder}")
     runner = Runner(display)
     outcome = AblationOutcome(folder)

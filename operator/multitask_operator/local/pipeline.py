@@ -17,7 +17,7 @@ from ..api.status import Plan
 from ..loader import DataSummary, Document, check_data, load_file
 from ..planner import build_plan
 from ..tables import render_plan_table
-from ..workspace import Workspace
+from ..workspace import Workspace, claim_folder, fresh_refusal
 from .display import RunDisplay
 from .process import run_trainer_step
 from .steps import prepare_step, remaining_steps
@@ -79,8 +79,12 @@ def run_pipeline(
     model_name = doc.model.metadata.name
     ws = Workspace(workspace or Path("workspace") / model_name)
     if fresh and ws.root.exists():
+        refusal = fresh_refusal(ws.root)
+        if refusal:
+            raise RunRefused([refusal])
         shutil.rmtree(ws.root)
         display.note(f"--fresh: removed {ws.root}")
+    claim_folder(ws.root)
 
     if not data.remote:  # the plan the trainer will compute, shown before anything runs
         render_plan_table(

@@ -69,6 +69,16 @@ def _example_curl(port: int, task: RoutedTask) -> str:
     )
 
 
+def _example_openai(port: int, task: RoutedTask) -> str:
+    """The same call through the OpenAI API (the openai SDK posts exactly this)."""
+    body = json.dumps({"model": task.name, "messages": [
+        {"role": "user", "content": "Hello, I want my money back for the laptop."}]})
+    return (
+        f"curl -s localhost:{port}/v1/chat/completions -H 'Content-Type: application/json' "
+        f"-d '{body}'"
+    )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -122,6 +132,10 @@ def serve_locally(result: RunResult, port: int) -> None:
         print(f"serving {len(tasks)} tasks on http://127.0.0.1:{port} (Ctrl-C stops); try:")
         for task in tasks:
             print("  " + _example_curl(port, task))
+        print("or through the OpenAI API (every task is a model; the openai SDK works with "
+              f"base_url='http://127.0.0.1:{port}/v1'):")
+        for task in tasks:
+            print("  " + _example_openai(port, task))
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -65,7 +65,7 @@ def gateway_config(
     fmt = {k: prompt_format[k] for k in ("prefix", "suffix", "source") if k in prompt_format}
     max_input, max_total = token_limits(spec)
     generation_budget = max_total - max_input
-    return {
+    rendered: dict[str, Any] = {
         "model": name,
         "revision": revision,
         "servedModelName": name,
@@ -81,6 +81,9 @@ def gateway_config(
         },
         "tasks": [t.to_config() for t in tasks],
     }
+    if spec.serving.cross_task_access:  # only when set: existing configs keep their hash
+        rendered["crossTaskAccess"] = True
+    return rendered
 
 
 def config_hash(config: dict[str, Any]) -> str:
