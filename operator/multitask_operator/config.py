@@ -35,6 +35,10 @@ class OperatorConfig:
     watch_namespaces: list[str] = field(default_factory=list)
     # The ClusterTrainingRuntime that spec.training.runtime kubeflow TrainJobs reference.
     kubeflow_runtime: str = "torch-distributed"
+    # Whether a Service must opt in (annotation multitask.ai/takeover-by naming the model) before
+    # a MultiTaskModel may take it over. Off, any author of a MultiTaskModel may repoint any
+    # Service of their namespace.
+    service_opt_in: bool = True
 
     ENV = {
         "trainer_image": "MTM_TRAINER_IMAGE",
@@ -46,6 +50,7 @@ class OperatorConfig:
         "workspace_access_mode": "MTM_WORKSPACE_ACCESS_MODE",
         "watch_namespaces": "MTM_WATCH_NAMESPACES",
         "kubeflow_runtime": "MTM_KUBEFLOW_RUNTIME",
+        "service_opt_in": "MTM_SERVICE_OPT_IN",
     }
 
     @classmethod
@@ -56,5 +61,19 @@ class OperatorConfig:
             raw = environ.get(cls.ENV[f.name])
             if raw is None or raw == "":
                 continue
-            values[f.name] = _env_list(raw) if f.name == "watch_namespaces" else raw
+            if f.name == "watch_namespaces":
+                values[f.name] = _env_list(raw)
+            elif f.type in ("bool", bool):
+                values[f.name] = _env_bool(cls.ENV[f.name], raw)
+            else:
+                values[f.name] = raw
         return cls(**values)
+
+
+def _env_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean; accepted: true or false")

@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp.web
 import attrs
 from kmock import KubernetesEmulator, ResourceInfo, action
 from multitask_operator.api.resource import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
@@ -133,6 +135,14 @@ class Emulator(KubernetesEmulator):
         # request being matched needs to be in it.
         del self._requests[:-16]
         self._record(request)
+        invalid = _not_json(request.body) if request.resource is not None else None
+        if invalid:
+            # A real API server decodes bodies with a strict JSON parser: NaN and Infinity
+            # (which Python writes and reads) are a 400, and the object is not changed.
+            return aiohttp.web.json_response({
+                "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                "code": 400, "reason": "BadRequest",
+                "message": f"the request body is not valid JSON: {invalid}"}, status=400)
         if request.resource is not None and isinstance(request.data, dict):
             # kmock matches requests to reactions by identity, so the (frozen) request is
             # changed in place rather than replaced by a copy.
@@ -195,6 +205,21 @@ class Emulator(KubernetesEmulator):
             if isinstance(event, dict) and not matches(_labels(event.get("object")), wanted):
                 continue
             yield event
+
+
+def _not_json(body: Any) -> str | None:
+    """What makes a request body invalid JSON for a strict parser (NaN, Infinity), or None."""
+    if not body or not isinstance(body, bytes | str):
+        return None
+
+    def refuse(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        json.loads(body, parse_constant=refuse)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def _merged(old: Any, patch: Any) -> Any:

@@ -121,8 +121,10 @@ def service(name: str, gpus: int | None = 1, annotations: dict | None = None,
     if gpus is not None:
         pods = [{"spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]},
                  "status": {"phase": "Running"}}]
+    # Services opt in to being taken over by the model under test unless a test says otherwise.
+    annotations = {"multitask.ai/takeover-by": NAME} if annotations is None else annotations
     return service_state({
-        "metadata": {"name": name, "annotations": annotations or {}},
+        "metadata": {"name": name, "annotations": annotations},
         "spec": {"selector": selector or {"app": name},
                  "ports": [{"name": "http", "port": 80, "targetPort": 8000}]},
     }, pods)

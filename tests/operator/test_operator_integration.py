@@ -34,7 +34,8 @@ async def old_services(cluster: Cluster) -> None:
     """Today's per-task Services, each with a pod requesting GPUs (echo's has no pods)."""
     for task, gpus in (("sentiment", 1), ("intent", 2), ("echo", 0)):
         await cluster.create({"apiVersion": "v1", "kind": "Service",
-                              "metadata": {"name": f"{task}-svc"},
+                              "metadata": {"name": f"{task}-svc", "annotations": {
+                                  "multitask.ai/takeover-by": "demo"}},
                               "spec": {"selector": {"app": f"{task}-model"},
                                        "ports": [{"name": "http", "port": 80,
                                                   "targetPort": 8000}]}})

@@ -263,3 +263,103 @@ def test_the_rollout_waits_for_the_hpa_to_apply_min_replicas():
     assert out.status["phase"] == "Deploying" and patches(out) == []  # no cutover yet
     obs.deployments["demo-inference"] = inference_deployment(rev, 2, 2, 2, 2)
     assert reconcile(obs, CONFIG).status["phase"] == "Ready"
+
+
+# ----------------------------------------------------------------- hardening: who may take what
+
+
+def _refused_rows(out):
+    return {r["name"]: r.get("cutoverBlocked") for r in out.status["tasks"]
+            if r.get("cutoverBlocked")}
+
+
+def test_a_service_another_model_took_over_is_refused_and_its_record_kept():
+    other = json.dumps({"model": "other", "selector": {"app": "intent-model"}, "ports": [],
+                        "gpus": 2})
+    gateway_of_other = {"app.kubernetes.io/name": "multitask-model",
+                        "app.kubernetes.io/instance": "other",
+                        "app.kubernetes.io/component": "gateway"}
+    services = dict(SERVICES, **{"intent-svc": f.service(
+        "intent-svc", annotations={CUTOVER_ANNOTATION: other,
+                                   "multitask.ai/takeover-by": "demo,other"},
+        selector=gateway_of_other)})
+    out = reconcile(ready(services=services), CONFIG)
+    assert [p.name for p in patches(out)] == ["topic-svc"]  # intent-svc is never patched
+    refused = _refused_rows(out)
+    assert list(refused) == ["intent"]
+    assert "already taken over by MultiTaskModel other" in refused["intent"]
+    warnings = [e for e in out.events if e.reason == "CutoverRefused"]
+    assert warnings and warnings[0].type == "Warning" and "other" in warnings[0].message
+    assert out.status["phase"] == "Ready" and "not cut over: intent" in out.status["message"]
+    # The same refusal on the next reconcile: the status says it, no new Event.
+    again = ready(services=services, status=out.status)
+    assert not [e for e in reconcile(again, CONFIG).events if e.reason == "CutoverRefused"]
+
+
+def test_a_selector_of_some_models_pods_is_never_recorded_as_an_original():
+    gateway_selector = {"app.kubernetes.io/name": "multitask-model",
+                        "app.kubernetes.io/instance": "other",
+                        "app.kubernetes.io/component": "gateway"}
+    services = dict(SERVICES, **{"intent-svc": f.service("intent-svc",
+                                                         selector=gateway_selector)})
+    out = reconcile(ready(services=services), CONFIG)
+    assert "intent-svc" not in [p.name for p in patches(out)]
+    assert "selects the pods of MultiTaskModel other" in _refused_rows(out)["intent"]
+
+
+def test_a_service_must_opt_in_unless_the_operator_config_says_otherwise():
+    services = {name: f.service(name, annotations={}) for name in SERVICES}
+    out = reconcile(ready(services=services), CONFIG)
+    assert patches(out) == []
+    assert _refused_rows(out) == {
+        t: f"Service {t}-svc does not opt in: annotate it multitask.ai/takeover-by=demo to let "
+           "this model take it over" for t in ("intent", "topic")}
+    out = reconcile(ready(services=services), OperatorConfig(service_opt_in=False))
+    assert sorted(p.name for p in patches(out)) == ["intent-svc", "topic-svc"]
+    assert _refused_rows(out) == {}
+
+
+def test_the_operator_config_reads_opt_in_from_its_environment():
+    assert OperatorConfig.from_env({"MTM_SERVICE_OPT_IN": "false"}).service_opt_in is False
+    assert OperatorConfig.from_env({}).service_opt_in is True
+    import pytest
+
+    with pytest.raises(ValueError, match="MTM_SERVICE_OPT_IN='maybe' is not a boolean"):
+        OperatorConfig.from_env({"MTM_SERVICE_OPT_IN": "maybe"})
+
+
+def test_cutover_off_restores_from_the_records_while_a_new_revision_trains():
+    spec = f.spec(serving={"cutover": "Off"}, training={"learningRate": 1e-3})
+    rev = training_revision(MultiTaskModelSpec.model_validate(spec))
+    assert rev != REV  # a retrain: the pipeline is far from serving
+    taken = {"intent-svc": f.service("intent-svc", annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}, selector={"gw": "1"})}
+    obs = f.observed(spec, jobs=f.finished_jobs(REV), services=taken,
+                     annotations={TAKEN_OVER_ANNOTATION: "intent-svc"})
+    out = reconcile(obs, CONFIG)
+    assert out.status["phase"].startswith(("Preparing", "Training"))
+    [restore] = patches(out)
+    assert restore.patch["spec"]["selector"] == {"gw": None, "app": "intent-svc"}
+    assert any(e.reason == "Restored" and "cutover is Off" in e.message for e in out.events)
+
+
+def test_finalize_needs_only_the_records_even_with_an_invalid_spec():
+    bad = f.spec()
+    bad["tasks"][0]["metric"] = "rouge_l"  # the CRD accepts it, pydantic does not
+    taken = {"intent-svc": f.service("intent-svc", annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}, selector={"gw": "1"})}
+    out = finalize(f.observed(bad, services=taken,
+                              annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}))
+    [restore] = patches(out)
+    assert restore.patch["spec"]["selector"]["app"] == "intent-svc" and out.done
+
+
+def test_a_nan_loss_never_reaches_the_status():
+    from multitask_operator.api.results import ProgressEvent
+
+    jobs = f.finished_jobs(REV, upto="stage1") + [f.job("stage2", REV, "Running")]
+    progress = ProgressEvent(stage="stage2", step=3, total_steps=10, loss=float("nan"),
+                             percent=30.0, eta_seconds=float("inf"))
+    out = reconcile(f.observed(jobs=jobs, progress=progress), CONFIG)
+    json.dumps(out.status, allow_nan=False)  # raises on NaN or Infinity
+    assert out.status["progress"]["loss"] is None and out.status["progress"]["step"] == 3

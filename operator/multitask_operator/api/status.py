@@ -88,6 +88,14 @@ class TaskStatus(StatusModel):
     baseline: float | None = None
     qualified: bool | None = None
     served_by: str | None = Field(None, description="unified, its own service, or none yet.")
+    cutover_blocked: str | None = Field(
+        None,
+        description=(
+            "Why the task's Service was not taken over, when it was refused: it is taken over "
+            "by another MultiTaskModel, it selects a MultiTaskModel's pods, or it does not opt "
+            "in with the annotation multitask.ai/takeover-by."
+        ),
+    )
 
 
 class ServingStatus(StatusModel):

@@ -94,7 +94,12 @@ class Observer:
         try:
             spec = MultiTaskModelSpec.model_validate(obs.spec)
         except ValidationError:
-            return obs  # the core reports the spec; nothing else matters until it is fixed
+            # The core reports the spec. The Services it took over are still read, from its
+            # annotation alone: a deletion or `cutover: Off` must restore them whatever the
+            # spec says now.
+            for service_name in taken_over_names(obs.annotations):
+                await self._service(obs, service_name)
+            return obs
         revision = training_revision(spec)
         c = self.client
         raw_jobs = await self._step_objects(obs, spec)

@@ -6,8 +6,21 @@ carries it out in order. Pure data: no kopf, no client.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (a NaN loss from the trainer) turned into None: JSON
+    has no NaN, and an API server refuses a patch that holds one, on every reconcile."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

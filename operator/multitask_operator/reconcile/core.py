@@ -31,6 +31,7 @@ from .actions import (
     Event,
     Outcome,
     Patch,
+    json_safe,
 )
 from .conditions import ordered, set_condition
 from .observed import FAILED, RUNNING, Observed
@@ -54,6 +55,7 @@ class _Decision:
         }
         self.status["observedGeneration"] = obs.generation
         self.conditions: list[dict[str, Any]] = list(self.prev.get("conditions") or [])
+        self.restored: set[str] = set()  # Services given back earlier in this reconcile
 
     def condition(self, kind: str, value: bool | None, reason: str, message: str) -> None:
         self.conditions = set_condition(self.conditions, kind, value, reason, message,
@@ -65,7 +67,7 @@ class _Decision:
         self.status["conditions"] = ordered(self.conditions)
         if (self.prev.get("phase"), self.prev.get("message")) != (str(phase), message):
             self.out.events.append(Event("Warning" if warning else "Normal", reason, message))
-        self.out.status = self.status
+        self.out.status = json_safe(self.status)
         return self.out
 
     def fail(self, reason: str, message: str, condition: str | None = None) -> Outcome:
@@ -101,6 +103,8 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     except ValidationError as err:
         return invalid_spec(obs, err)
     d = _Decision(obs)
+    if spec.serving.cutover == Cutover.OFF:
+        _give_back(d, "cutover is Off")  # whatever else this reconcile decides
     revision = training_revision(spec)
     d.status["revision"] = revision
     d.status["taskCount"] = len(spec.tasks)
@@ -151,15 +155,29 @@ def _missing_runtime(obs: Observed, spec: MultiTaskModelSpec) -> str | None:
             f"{runtimes.REQUIRED_API[runtime]}; install it or {fallback}")
 
 
+def _give_back(d: _Decision, why: str) -> None:
+    """Restore every Service the model took over, from their records alone."""
+    restores = _restore_all(d.obs)
+    if not restores:
+        return
+    d.out.actions.append(_taken_over_patch(d.obs.name, set()))
+    d.out.actions += restores
+    d.restored = {p.name for p in restores}
+    d.out.events.append(Event("Normal", "Restored", f"{why}; back on their own pods: "
+                              + ", ".join(sorted(d.restored))))
+
+
 def _tasks(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk, deployed: bool,
-           moved: set[str] | None = None, returned: set[str] | None = None) -> None:
-    """Fill status.tasks; `moved`/`returned`: Services this reconcile takes over / gives back."""
+           moved: set[str] | None = None, returned: set[str] | None = None,
+           blocked: dict[str, str] | None = None) -> None:
+    """Fill status.tasks; `moved`/`returned`: Services this reconcile takes over / gives back;
+    `blocked`: tasks whose cutover was refused, with why."""
     services = d.obs.services
     taken = {name for name, s in services.items() if cutover.is_taken_over(s, d.obs.name)}
-    taken = (taken | (moved or set())) - (returned or set())
+    taken = (taken | (moved or set())) - (returned or set()) - d.restored
     cut_over = {t.name for t in spec.tasks if t.service and t.service.name in taken}
     d.status["tasks"] = task_rows(spec, walk.plan, walk.results.get(steps.EVALUATE), cut_over,
-                                  deployed)
+                                  deployed, blocked or {})
     _, qualified, _ = evaluation(walk.results.get(steps.EVALUATE))
     if steps.EVALUATE in walk.results:
         d.status["qualifiedCount"] = len(qualified)
@@ -280,9 +298,10 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     d.status["serving"] = {"endpoint": gateway.gateway_url(obs.name, obs.namespace),
                            "revision": revision, **serving.replicas(obs), **figures}
     d.condition("Deployed", True, "Available", f"revision {revision} is available")
-    moves, waiting, moved, returned = _cutover(d, spec, qualified)
+    moves, waiting, moved, returned, blocked = _cutover(d, spec, qualified, config)
     d.out.actions += moves
-    _tasks(d, spec, walk, deployed=True, moved=moved, returned=returned)
+    _tasks(d, spec, walk, deployed=True, moved=moved, returned=returned, blocked=blocked)
+    _report_refusals(d, blocked)
     if waiting:
         message = (f"revision {revision} is deployed; cutover of {', '.join(waiting)} waits "
                    f"for the annotation {APPROVE_ANNOTATION}")
@@ -290,14 +309,27 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
         return d.finish(Phase.DEPLOYING, message, "AwaitingApproval")
     message = (f"serving {len(qualified)} of {len(spec.tasks)} tasks with revision {revision}; "
                f"cost saving {figures.get('costSaving', 'n/a')}")
+    if blocked:
+        message += (f"; not cut over: {', '.join(sorted(blocked))} (see status.tasks[]."
+                    "cutoverBlocked)")
     d.condition("Ready", True, "Ready", message)
     return d.finish(Phase.READY, message, "Ready")
 
 
-def _cutover(d: _Decision, spec: MultiTaskModelSpec,
-             qualified: list[str]) -> tuple[list, list[str], set[str], set[str]]:
+def _report_refusals(d: _Decision, blocked: dict[str, str]) -> None:
+    """A Warning Event when the set of refused cutovers changes (not on every reconcile)."""
+    before = {r.get("name"): r.get("cutoverBlocked") for r in d.prev.get("tasks") or []
+              if r.get("cutoverBlocked")}
+    if blocked and blocked != before:
+        d.out.events.append(Event("Warning", "CutoverRefused", "; ".join(
+            f"task {task}: {why}" for task, why in sorted(blocked.items()))))
+
+
+def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
+             config: OperatorConfig) -> tuple[list, list[str], set[str], set[str],
+                                              dict[str, str]]:
     """(patches for the cutover mode, tasks waiting for approval (Manual), Services taken over
-    now, Services given back now)."""
+    now, Services given back now, tasks whose cutover is refused with why)."""
     obs = d.obs
     mode = spec.serving.cutover
     approved = mode == Cutover.AUTO or (mode == Cutover.MANUAL and APPROVE_ANNOTATION in
@@ -307,6 +339,7 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec,
     actions: list = []
     waiting: list[str] = []
     take: list[Patch] = []
+    blocked: dict[str, str] = {}
     for service_name, task in sorted(wanted.items()):
         service = obs.services.get(service_name)
         if service is None:
@@ -316,6 +349,10 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec,
             continue
         if cutover.is_taken_over(service, obs.name):
             continue
+        why = cutover.refusal(service, obs.name, config.service_opt_in)
+        if why is not None:
+            blocked[task] = why
+            continue
         if not approved:
             waiting.append(task)
             continue
@@ -324,7 +361,8 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec,
     # lost its service field) go back to their own pods.
     restore = [cutover.restore(s, cutover.original(s, obs.name)) for name, s in
                sorted(obs.services.items())
-               if name not in wanted and cutover.is_taken_over(s, obs.name)]
+               if name not in wanted and name not in d.restored
+               and cutover.is_taken_over(s, obs.name)]
     names = set(cutover.taken_over_names(obs.annotations))
     new_names = (names | {p.name for p in take}) - {p.name for p in restore}
     if take:
@@ -337,9 +375,9 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec,
     if restore:
         d.out.events.append(Event("Normal", "Restored", "back on their own pods: " + ", ".join(
             p.name for p in restore)))
-    if not take and new_names != names:
+    if not take and new_names != names and not d.restored:
         actions.append(_taken_over_patch(obs.name, new_names))
-    return actions, waiting, {p.name for p in take}, {p.name for p in restore}
+    return actions, waiting, {p.name for p in take}, {p.name for p in restore}, blocked
 
 
 def _taken_over_patch(model: str, names: set[str]) -> Patch:

@@ -7,6 +7,13 @@ the annotation `multitask.ai/cutover` on the Service, with the GPUs its pods req
 MultiTaskModel lists the Services it took over in its own annotation `multitask.ai/taken-over`,
 written before any Service is touched, so that a restart, a deletion or `cutover: Off` finds
 every one of them without permission to list Services.
+
+A Service is never taken over when that would lose its way back or take what is not ours
+(`refusal`): one another MultiTaskModel has taken over (its record stays untouched), one whose
+selector picks some MultiTaskModel's pods (that is no original to record), and, unless the
+operator's config turns opt-in off, one that does not opt in with the annotation
+`multitask.ai/takeover-by: <model>` (a MultiTaskModel author may repoint only the Services
+their owners handed over).
 """
 
 from __future__ import annotations
@@ -15,12 +22,42 @@ import json
 from typing import Any
 
 from ..render import gateway
-from ..render.meta import selector_labels
+from ..render.meta import APP_NAME, selector_labels
 from .actions import Patch
 from .observed import ServiceState
 
 CUTOVER_ANNOTATION = "multitask.ai/cutover"
 TAKEN_OVER_ANNOTATION = "multitask.ai/taken-over"
+OPT_IN_ANNOTATION = "multitask.ai/takeover-by"  # names the models allowed, comma-separated
+
+
+def recorded_model(service: ServiceState) -> str | None:
+    """The model whose cutover record the Service carries, if any."""
+    raw = service.annotations.get(CUTOVER_ANNOTATION)
+    try:
+        record = json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return "(an unreadable record)"
+    if not isinstance(record, dict):
+        return "(an unreadable record)" if raw else None
+    return str(record.get("model") or "(an unnamed model)")
+
+
+def refusal(service: ServiceState, model: str, opt_in: bool) -> str | None:
+    """Why `model` must not take `service` over, or None."""
+    owner = recorded_model(service)
+    if owner is not None and owner != model:
+        return (f"Service {service.name} is already taken over by MultiTaskModel {owner}; "
+                "it stays there (cut it over again once that model gives it back)")
+    if service.selector.get("app.kubernetes.io/name") == APP_NAME:
+        instance = service.selector.get("app.kubernetes.io/instance", "?")
+        return (f"Service {service.name} selects the pods of MultiTaskModel {instance}, not a "
+                "per-task backend: there is no original selector to record")
+    allowed = {m.strip() for m in service.annotations.get(OPT_IN_ANNOTATION, "").split(",")}
+    if opt_in and model not in allowed:
+        return (f"Service {service.name} does not opt in: annotate it "
+                f"{OPT_IN_ANNOTATION}={model} to let this model take it over")
+    return None
 
 
 def original(service: ServiceState, model: str) -> dict[str, Any] | None:

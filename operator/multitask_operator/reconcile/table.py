@@ -1,6 +1,7 @@
 """`status.tasks`: one row per task, filled in as the steps report.
 
     name  group  included  reason  highResource  examples  score  baseline  qualified  servedBy
+    cutoverBlocked (only when the task's Service could not be taken over, and why)
 
 Before prepare a row has only the name; after prepare the plan's grouping; after evaluate the
 scores and qualification; servedBy says where the task's traffic goes now.
@@ -42,6 +43,7 @@ def task_rows(
     evaluate: StepSummary | None,
     cut_over: set[str],
     deployed: bool,
+    blocked: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     scores, qualified, trained = evaluation(evaluate)
     planned = {t.name: t for t in plan.tasks} if plan else {}
@@ -61,5 +63,7 @@ def task_rows(
                 row["score"] = round(scores[task.name], 4)
             row["qualified"] = task.name in qualified
         row["servedBy"] = served_by(spec, task.name, cut_over, deployed, qualified)
+        if blocked and task.name in blocked:
+            row["cutoverBlocked"] = blocked[task.name]
         rows.append(row)
     return rows
