@@ -39,6 +39,13 @@ class OperatorConfig:
     # a MultiTaskModel may take it over. Off, any author of a MultiTaskModel may repoint any
     # Service of their namespace.
     service_opt_in: bool = True
+    # Image prefixes a MultiTaskModel may name in spec.serving.image; empty allows any. The
+    # operator's own default images are always allowed.
+    allowed_images: list[str] = field(default_factory=list)
+    # A NetworkPolicy per model lets only its gateway (and the monitoring namespace, for the
+    # engines' metrics) reach its inference pods; off for clusters without a policy engine.
+    network_policy: bool = True
+    metrics_namespace: str = "monitoring"
 
     ENV = {
         "trainer_image": "MTM_TRAINER_IMAGE",
@@ -51,6 +58,9 @@ class OperatorConfig:
         "watch_namespaces": "MTM_WATCH_NAMESPACES",
         "kubeflow_runtime": "MTM_KUBEFLOW_RUNTIME",
         "service_opt_in": "MTM_SERVICE_OPT_IN",
+        "allowed_images": "MTM_ALLOWED_IMAGES",
+        "network_policy": "MTM_NETWORK_POLICY",
+        "metrics_namespace": "MTM_METRICS_NAMESPACE",
     }
 
     @classmethod
@@ -61,7 +71,7 @@ class OperatorConfig:
             raw = environ.get(cls.ENV[f.name])
             if raw is None or raw == "":
                 continue
-            if f.name == "watch_namespaces":
+            if f.name in ("watch_namespaces", "allowed_images"):
                 values[f.name] = _env_list(raw)
             elif f.type in ("bool", bool):
                 values[f.name] = _env_bool(cls.ENV[f.name], raw)
@@ -77,3 +87,14 @@ def _env_bool(name: str, raw: str) -> bool:
     if value in ("false", "0", "no", "off"):
         return False
     raise ValueError(f"{name}={raw!r} is not a boolean; accepted: true or false")
+
+
+def image_refusal(image: str | None, config: OperatorConfig) -> str | None:
+    """Why the operator will not run `image` (spec.serving.image), or None."""
+    if image is None or not config.allowed_images:
+        return None
+    defaults = (config.tgi_image, config.vllm_image, config.trainer_image, config.gateway_image)
+    if image in defaults or any(image.startswith(p) for p in config.allowed_images):
+        return None
+    return (f"spec.serving.image {image} is not allowed by the operator's allowedImages "
+            f"({', '.join(config.allowed_images)}); use an image under one of them")

@@ -86,6 +86,9 @@ RULES: tuple[Rule, ...] = (
     Rule("policy", ("poddisruptionbudgets",), ("create", "get", "patch", "delete"),
          "inference and gateway disruption budgets: applied, and the inference one deleted "
          "when the spec allows a single replica."),
+    Rule("networking.k8s.io", ("networkpolicies",), ("create", "get", "patch", "delete"),
+         "the inference pods' NetworkPolicy (only the gateway reaches them); deleted when the "
+         "operator's config turns policies off."),
     Rule("autoscaling", ("horizontalpodautoscalers",), ("create", "get", "patch", "delete"),
          "spec.serving.autoscaling: inference (queue) and gateway (CPU) HPAs, applied, and "
          "deleted when autoscaling is turned off."),

@@ -82,8 +82,11 @@ def test_rendered_rbac_equals_what_the_operator_calls(value_set: str) -> None:
         for runtime, key in ((rbac.JOBSET, "jobset"), (rbac.KUBEFLOW, "kubeflowTrainer"))
         if rbac_values.get(key, True)
     ]
+    # Namespace-scoped by default: the release's namespace, unless clusterWide is chosen.
+    namespaces = values.get("watchNamespaces") or (
+        [] if values.get("clusterWide") else [RELEASE_NAMESPACE])
     expected = rbac.permissions(
-        values.get("watchNamespaces", []),
+        namespaces,
         peering=values.get("replicaCount", 1) > 1,
         runtimes=runtimes,
     )
@@ -117,6 +120,23 @@ def test_namespaced_install_keeps_workloads_out_of_the_cluster_role() -> None:
     assert cluster_rules == {"customresourcedefinitions", "namespaces"}
     role_namespaces = sorted(r["metadata"]["namespace"] for r in by_kind(objects, "Role"))
     assert role_namespaces == ["ml", "ml-staging"]
+
+
+def test_the_default_install_is_namespace_scoped_and_cluster_wide_is_explicit() -> None:
+    objects = parse_manifests(helm("template", "mto", str(CHART), "-n", RELEASE_NAMESPACE).stdout)
+    assert [r["metadata"]["namespace"] for r in by_kind(objects, "Role")] == [RELEASE_NAMESPACE]
+    cluster_rules = {resource for role in by_kind(objects, "ClusterRole")
+                     for rule in role["rules"] for resource in rule["resources"]}
+    assert cluster_rules == {"customresourcedefinitions", "namespaces"}
+    wide = parse_manifests(helm("template", "mto", str(CHART), "-n", RELEASE_NAMESPACE,
+                                "--set", "clusterWide=true").stdout)
+    assert not by_kind(wide, "Role")
+    assert any("deployments" in rule["resources"] for role in by_kind(wide, "ClusterRole")
+               for rule in role["rules"])
+    both = helm("template", "mto", str(CHART), "-n", RELEASE_NAMESPACE, "--set",
+                "clusterWide=true", "--set", "watchNamespaces={ml}", check=False)
+    assert both.returncode != 0
+    assert "set clusterWide: true (every namespace) or watchNamespaces" in both.stderr
 
 
 def test_rbac_can_be_left_to_a_cluster_admin() -> None:

@@ -29,6 +29,7 @@ from .tools import (
     one,
     parse_manifests,
     render,
+    watched,
 )
 
 CHART_CRDS = {
@@ -142,7 +143,9 @@ def test_operator_gets_every_config_variable_and_no_other(value_set: str) -> Non
     images = values["operatorConfig"].get("images", {})
     assert config.trainer_image == images.get("trainer", OperatorConfig.trainer_image)
     assert config.vllm_image == images.get("vllm", OperatorConfig.vllm_image)
-    assert config.watch_namespaces == values.get("watchNamespaces", [])
+    assert config.watch_namespaces == watched(values)
+    assert config.service_opt_in is values["operatorConfig"].get("serviceOptIn", True)
+    assert config.allowed_images == values["operatorConfig"].get("allowedImages", [])
     workspace = values["operatorConfig"].get("workspace", {})
     assert config.workspace_storage_class == (workspace.get("storageClassName") or None)
 
@@ -156,7 +159,9 @@ def test_chart_defaults_match_the_operator_defaults() -> None:
     """Without overrides the chart passes exactly what the operator would assume by itself."""
     container = one(render("default"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    assert OperatorConfig.from_env(env) == OperatorConfig()
+    # The one difference, on purpose: the chart is namespace-scoped by default (its release's
+    # namespace); `mtm operator` on its own watches what its --namespace flags say.
+    assert OperatorConfig.from_env(env) == OperatorConfig(watch_namespaces=[RELEASE_NAMESPACE])
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert container["image"] == f"ghcr.io/multitask-operator/operator:{chart['appVersion']}"
 
@@ -167,7 +172,7 @@ def test_operator_flags_follow_namespaces_and_replicas(value_set: str) -> None:
     objects = render(value_set)
     deployment = one(objects, "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    namespaces = values.get("watchNamespaces", [])
+    namespaces = watched(values)
     assert args[:2] == ["operator", "--liveness=http://0.0.0.0:8080/healthz"]
     assert [a.removeprefix("--namespace=") for a in args if a.startswith("--namespace=")] == (
         namespaces
@@ -249,4 +254,4 @@ def test_the_operator_cli_accepts_the_rendered_arguments(value_set: str) -> None
     params = command.make_context("mtm operator", list(args[1:])).params
     assert params["liveness"] == "http://0.0.0.0:8080/healthz"
     assert params["metrics_port"] == 9090
-    assert list(params["namespaces"]) == load_values(value_set).get("watchNamespaces", [])
+    assert list(params["namespaces"]) == watched(load_values(value_set))

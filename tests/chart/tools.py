@@ -100,3 +100,10 @@ def merge_values(defaults: dict, overrides: dict) -> dict:
         else:
             merged[key] = value
     return merged
+
+
+def watched(values: dict) -> list[str]:
+    """The namespaces an install handles: watchNamespaces, else the release's own namespace
+    unless clusterWide is chosen ([]: every namespace)."""
+    return values.get("watchNamespaces") or ([] if values.get("clusterWide")
+                                             else [RELEASE_NAMESPACE])

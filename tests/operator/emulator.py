@@ -38,6 +38,7 @@ BUILTINS = {
     "apps/v1/deployments": ("Deployment", {"status"}),
     "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", {"status"}),
     "autoscaling/v2/horizontalpodautoscalers": ("HorizontalPodAutoscaler", {"status"}),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", set()),
 }
 # Custom resources of the optional training runtimes, served only when a test installs them
 # (`Emulator(crds={"jobset"})`), as a cluster serves them once their CRDs are applied.

@@ -45,7 +45,7 @@ def test_export_done_rolls_out_inference_and_gateway():
     kinds = [(a.obj["kind"], a.obj["metadata"]["name"]) for a in out.actions
              if isinstance(a, Apply)]
     assert kinds == [("Deployment", "demo-inference"), ("Service", "demo-inference"),
-                     ("ConfigMap", "demo-gateway-config"), ("Deployment", "demo-gateway"),
+                     ("NetworkPolicy", "demo-inference"), ("ConfigMap", "demo-gateway-config"), ("Deployment", "demo-gateway"),
                      ("Service", "demo-gateway"), ("PodDisruptionBudget", "demo-gateway")]
     assert out.status["phase"] == "Deploying"
     assert patches(out) == []  # nothing is cut over before the gateway is available
@@ -179,6 +179,7 @@ def test_autoscaling_applies_both_hpas_and_both_budgets_after_their_deployments(
     out = reconcile(ready(spec), CONFIG)
     assert applied(out) == [
         ("Deployment", "demo-inference"), ("Service", "demo-inference"),
+        ("NetworkPolicy", "demo-inference"),
         ("HorizontalPodAutoscaler", "demo-inference"), ("PodDisruptionBudget", "demo-inference"),
         ("ConfigMap", "demo-gateway-config"), ("Deployment", "demo-gateway"),
         ("Service", "demo-gateway"), ("HorizontalPodAutoscaler", "demo-gateway"),
@@ -363,3 +364,45 @@ def test_a_nan_loss_never_reaches_the_status():
     out = reconcile(f.observed(jobs=jobs, progress=progress), CONFIG)
     json.dumps(out.status, allow_nan=False)  # raises on NaN or Infinity
     assert out.status["progress"]["loss"] is None and out.status["progress"]["step"] == 3
+
+
+def test_an_image_outside_the_allowlist_fails_before_any_training():
+    allow = OperatorConfig(allowed_images=["registry.example.com/ml/"])
+    spec = f.spec(serving={"image": "evil.example.com/miner:latest"})
+    out = reconcile(f.observed(spec), allow)
+    assert out.status["phase"] == "Failed" and out.actions == []
+    assert out.status["message"] == (
+        "spec.serving.image evil.example.com/miner:latest is not allowed by the operator's "
+        "allowedImages (registry.example.com/ml/); use an image under one of them")
+    ok = f.spec(serving={"image": "registry.example.com/ml/tgi:3.3.6"})
+    assert reconcile(f.observed(ok), allow).status["phase"] != "Failed"
+    assert reconcile(f.observed(spec), CONFIG).status["phase"] != "Failed"  # no list: any
+    assert OperatorConfig.from_env({"MTM_ALLOWED_IMAGES": "a/, b/"}).allowed_images == ["a/",
+                                                                                       "b/"]
+
+
+def test_a_network_policy_lets_only_the_gateway_and_monitoring_reach_the_engine():
+    import kubernetes_validate
+
+    out = reconcile(ready(), CONFIG)
+    [policy] = [a.obj for a in out.actions if isinstance(a, Apply)
+                and a.obj["kind"] == "NetworkPolicy"]
+    kubernetes_validate.validate(policy, "1.35.0", strict=True)
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "inference")
+    gateway_rule, monitoring_rule = policy["spec"]["ingress"]
+    assert gateway_rule["from"] == [{"podSelector": {"matchLabels": {
+        "app.kubernetes.io/name": "multitask-model", "app.kubernetes.io/instance": "demo",
+        "app.kubernetes.io/component": "gateway"}}}]
+    assert monitoring_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "monitoring"}
+    off = reconcile(ready(), OperatorConfig(network_policy=False))
+    assert ("NetworkPolicy", "demo-inference") not in [
+        (a.obj["kind"], a.obj["metadata"]["name"]) for a in off.actions if isinstance(a, Apply)]
+    assert ("networking.k8s.io/v1", "NetworkPolicy", "demo-inference", f.UID) in {
+        (a.api_version, a.kind, a.name, a.owner_uid) for a in off.actions
+        if isinstance(a, Absent)}
+    quiet = reconcile(ready(), OperatorConfig(metrics_namespace=""))
+    [policy] = [a.obj for a in quiet.actions if isinstance(a, Apply)
+                and a.obj["kind"] == "NetworkPolicy"]
+    assert len(policy["spec"]["ingress"]) == 1

@@ -47,3 +47,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "mto.peeringName" -}}
 {{- default (include "mto.fullname" .) .Values.peeringName -}}
 {{- end -}}
+
+{{/*
+The namespaces the operator handles, as a JSON list: watchNamespaces when set; else, unless
+clusterWide is true, the release's own namespace (least privilege by default); [] means every
+namespace (clusterWide: true, an explicit choice).
+*/}}
+{{- define "mto.namespaces" -}}
+{{- if and .Values.clusterWide .Values.watchNamespaces -}}
+{{- fail "set clusterWide: true (every namespace) or watchNamespaces (those only), not both" -}}
+{{- end -}}
+{{- if .Values.watchNamespaces -}}
+{{- toJson .Values.watchNamespaces -}}
+{{- else if .Values.clusterWide -}}
+[]
+{{- else -}}
+{{- toJson (list .Release.Namespace) -}}
+{{- end -}}
+{{- end -}}

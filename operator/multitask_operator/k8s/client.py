@@ -32,6 +32,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Service"): "services",
     ("apps/v1", "Deployment"): "deployments",
     ("policy/v1", "PodDisruptionBudget"): "poddisruptionbudgets",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
     (API_VERSION, KIND): PLURAL,
     ("jobset.x-k8s.io/v1alpha2", "JobSet"): "jobsets",  # spec.training.runtime jobset

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from ..api.common import Cutover, Phase
 from ..api.resource import API_VERSION, KIND
 from ..api.spec import MultiTaskModelSpec
-from ..config import OperatorConfig
+from ..config import OperatorConfig, image_refusal
 from ..loader import validation_problems
 from ..render import gateway, jobs, runtimes
 from . import cutover, serving, steps
@@ -103,6 +103,9 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     except ValidationError as err:
         return invalid_spec(obs, err)
     d = _Decision(obs)
+    refused_image = image_refusal(spec.serving.image, config)
+    if refused_image:  # before any training: it could never be served
+        return d.fail("ImageNotAllowed", refused_image, "Deployed")
     if spec.serving.cutover == Cutover.OFF:
         _give_back(d, "cutover is Off")  # whatever else this reconcile decides
     revision = training_revision(spec)

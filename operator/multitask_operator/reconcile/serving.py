@@ -18,6 +18,7 @@ from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from ..prompting import PLAIN, PromptFormat
 from ..render import gateway, naming, scaling
+from ..render.network import render_inference_network_policy
 from ..render.serving import render_inference_deployment, render_inference_service
 from ..render.tasks import RoutedTask
 from .actions import Absent
@@ -56,6 +57,7 @@ def render_all(
     objects = [
         render_inference_deployment(name, ns, uid, spec, revision, tasks, config),
         render_inference_service(name, ns, uid),
+        render_inference_network_policy(name, ns, uid, config),
         scaling.render_inference_hpa(name, ns, uid, spec),
         scaling.render_inference_pdb(name, ns, uid, spec),
         configmap,
@@ -69,6 +71,7 @@ def render_all(
 
 # The serving objects that a spec may or may not want, by (apiVersion, kind, name).
 OPTIONAL = (
+    ("networking.k8s.io/v1", "NetworkPolicy", naming.inference_name),
     ("autoscaling/v2", "HorizontalPodAutoscaler", naming.inference_name),
     ("policy/v1", "PodDisruptionBudget", naming.inference_name),
     ("autoscaling/v2", "HorizontalPodAutoscaler", naming.gateway_name),
@@ -77,7 +80,8 @@ OPTIONAL = (
 
 def removals(obs: Observed, rendered: list[dict[str, Any]]) -> list[Absent]:
     """Absent actions for the optional objects that `rendered` leaves out (an HPA after
-    serving.autoscaling is turned off, the inference budget once one replica is all)."""
+    serving.autoscaling is turned off, the inference budget once one replica is all, the
+    NetworkPolicy once the operator's config turns policies off)."""
     wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
     out = []
     for api_version, kind, object_name in OPTIONAL:

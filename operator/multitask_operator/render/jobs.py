@@ -146,6 +146,23 @@ def _volumes(name: str, spec: MultiTaskModelSpec, revision: str) -> tuple[list, 
     return mounts, volumes
 
 
+# The restricted Pod Security Standard: a namespace that enforces it admits trainer pods. The
+# trainer image runs as uid 1000 (trainer-image/Dockerfile); fsGroup makes a fresh workspace
+# claim writable by it.
+TRAINER_UID = 1000
+POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": TRAINER_UID,
+    "runAsGroup": TRAINER_UID,
+    "fsGroup": TRAINER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
 def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command: list[str],
                       name: str, revision: str,
                       extra_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -163,6 +180,7 @@ def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command:
         # the end of its log is the best message the operator can show instead.
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": CONTAINER_SECURITY,
     }
 
 
@@ -178,6 +196,7 @@ def pod_spec(name: str, spec: MultiTaskModelSpec, revision: str,
         # The trainer never calls the API server: progress goes to its log, results to the
         # termination message, so its pods get no token at all.
         "automountServiceAccountToken": False,
+        "securityContext": POD_SECURITY,
     }
     if training.resources.node_selector:
         out["nodeSelector"] = dict(training.resources.node_selector)

@@ -195,7 +195,10 @@ def render_trainjob(name: str, namespace: str, uid: str, spec: MultiTaskModelSpe
     pod = jobs.pod_spec(name, spec, revision, [container])
     pod_patch: dict[str, Any] = {
         "volumes": pod["volumes"],
-        "containers": [{"name": KUBEFLOW_CONTAINER, "volumeMounts": container["volumeMounts"]}],
+        # The runtime's own pod template decides the token (the patch cannot set it).
+        "securityContext": pod["securityContext"],
+        "containers": [{"name": KUBEFLOW_CONTAINER, "volumeMounts": container["volumeMounts"],
+                        "securityContext": container["securityContext"]}],
     }
     for key in ("nodeSelector", "tolerations"):
         if key in pod:

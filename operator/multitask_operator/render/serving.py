@@ -170,6 +170,8 @@ def render_inference_deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "topologySpreadConstraints": topology_spread(name, COMPONENT),
+        # The engines never call the Kubernetes API: no token in their pods.
+        "automountServiceAccountToken": False,
         "containers": [container],
         "terminationGracePeriodSeconds": 60,  # lets in-flight generations finish
         "volumes": [
