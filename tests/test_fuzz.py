@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from tests.conftest import MINIMAL_SPEC, manifest
 from tests.serving.conftest import CONFIG
 
+
 def fuzz(examples: int) -> settings:
     return settings(derandomize=True, deadline=None, database=None, max_examples=examples,
                     suppress_health_check=[HealthCheck.too_slow,

@@ -45,7 +45,8 @@ def test_export_done_rolls_out_inference_and_gateway():
     kinds = [(a.obj["kind"], a.obj["metadata"]["name"]) for a in out.actions
              if isinstance(a, Apply)]
     assert kinds == [("Deployment", "demo-inference"), ("Service", "demo-inference"),
-                     ("NetworkPolicy", "demo-inference"), ("ConfigMap", "demo-gateway-config"), ("Deployment", "demo-gateway"),
+                     ("NetworkPolicy", "demo-inference"), ("ConfigMap", "demo-gateway-config"),
+                     ("Deployment", "demo-gateway"),
                      ("Service", "demo-gateway"), ("PodDisruptionBudget", "demo-gateway")]
     assert out.status["phase"] == "Deploying"
     assert patches(out) == []  # nothing is cut over before the gateway is available
