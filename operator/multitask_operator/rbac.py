@@ -1,7 +1,7 @@
 """Every Kubernetes API call the operator makes, as data: the source of truth for its RBAC.
 
 The Helm chart writes its ClusterRole/Role rules out explicitly (a reviewer reads them there) and
-`tests/chart/test_rbac.py` renders the chart and compares the rules with `permissions()` both
+`tests/chart/test_chart_rbac.py` renders the chart and compares the rules with `permissions()` both
 ways: nothing the operator calls is missing, nothing it does not call is granted, no `*`.
 Whoever adds an API call to the operator adds it here first, with the reason, then to
 `charts/multitask-operator/templates/rbac.yaml`.

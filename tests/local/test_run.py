@@ -3,6 +3,7 @@ workspace made for another spec. Real trainer processes on a tiny model (slow)."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import openai
 import pytest
 import yaml
+from huggingface_hub import InferenceClient
 
 from tests.local.reduced import jsonl, write_intent_and_mood
 
@@ -201,6 +203,16 @@ def test_serve_answers_through_the_gateway(example, finished):
             answer = sdk.chat.completions.create(model="tgi", messages=message,
                                                  extra_headers={"X-Task": name})
             assert answer.choices[0].message.content in labels
+            hub = InferenceClient(base_url=f"http://127.0.0.1:{port}/v1")
+            assert hub.chat_completion(message, model=name).choices[0].message.content in labels
+
+            async def streamed_async(task: str = name, chat: list = message) -> str:
+                async with openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1",
+                                              api_key="x", max_retries=0) as client:
+                    stream = await client.chat.completions.create(
+                        model=task, messages=chat, stream=True)
+                    return "".join([c.choices[0].delta.content or "" async for c in stream])
+            assert asyncio.run(streamed_async()) in labels
         # SIGTERM to `mtm run` alone (as `kill` sends it) stops the servers it started too.
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=60) == 0

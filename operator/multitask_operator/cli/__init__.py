@@ -3,6 +3,12 @@
     mtm validate FILE...        check MultiTaskModel files (and their local data)
     mtm plan FILE               show the recipe's plan: filtering, stages, mixtures
     mtm crd                     print the generated CustomResourceDefinition
+    mtm tiny-model DIR          write a tiny random Llama (for tests and demos)
+    mtm run FILE [--serve]      run the whole pipeline locally, optionally serve the result
+    mtm ablate FILE             single-task vs plain multi-task vs the recipe, same budget
+    mtm operator                run the Kubernetes operator (kopf)
+    mtm gateway                 run the per-task gateway in front of TGI or vLLM
+    mtm serve-model DIR         a development stand-in for TGI on the CPU
 
 Each command lives in its own module; heavy imports (torch, kopf, aiohttp) happen inside the
 command so that `mtm validate` stays fast and works with only the core dependencies.

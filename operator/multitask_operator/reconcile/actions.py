@@ -1,7 +1,8 @@
 """What a reconcile decides: object changes, a status patch, Events and when to look again.
 
-The reconcile core returns an `Outcome`; the kopf layer (`handlers.py` via `k8s/apply.py`)
-carries it out in order. Pure data: no kopf, no client.
+The reconcile core returns an `Outcome`; `k8s/apply.py` (`carry_out`, called by the per-model
+loop in `k8s/runner.py`, which kopf's handlers start) carries it out in order. Pure data: no
+kopf, no client.
 """
 
 from __future__ import annotations
