@@ -19,14 +19,16 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from . import errors, routing
+from .config import GatewayConfig, TaskRoute
 from .generation import Generation, build, decode_json
-from .metrics import NO_TASK
+from .metrics import NO_TASK, GatewayMetrics
 from .openai_requests import (
     ChatRequest,
     CompletionRequest,
@@ -36,8 +38,22 @@ from .openai_requests import (
     parse,
 )
 
-if TYPE_CHECKING:
-    from .app import Gateway
+
+class Gateway(Protocol):
+    """What these endpoints use of the gateway (app.py's Gateway): its config, upstream and
+    metrics, and the body, concurrency and streaming rules every endpoint shares."""
+
+    config: GatewayConfig
+    upstream: Any
+    metrics: GatewayMetrics
+
+    async def body(self, request: web.Request) -> bytes: ...
+
+    def slot(self, task: TaskRoute) -> AbstractContextManager[None]: ...
+
+    async def stream(self, request: web.Request, generation: Generation, relay: Any = None,
+                     error_event: Callable[[errors.GatewayError], bytes] = ...,
+                     ) -> web.StreamResponse: ...
 
 # TGI's finish reasons -> OpenAI's.
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def model(tiny_model):
-    from multitask_gateway.devmodel import DevModel
+    from multitask_devserver.model import DevModel
 
     return DevModel(tiny_model)
 
@@ -44,7 +44,7 @@ def test_stop_sequences_end_generation(model):
 
 
 def test_prompt_plus_new_tokens_must_fit(tiny_model):
-    from multitask_gateway.devmodel import DevModel, RequestError
+    from multitask_devserver.model import DevModel, RequestError
 
     small = DevModel(tiny_model, max_total_tokens=16)
     with pytest.raises(RequestError, match="must be <= 16"):
@@ -54,7 +54,7 @@ def test_prompt_plus_new_tokens_must_fit(tiny_model):
 def test_adapters_are_picked_per_request(tiny_model, tmp_path):
     import shutil
 
-    from multitask_gateway.devmodel import DevModel, RequestError
+    from multitask_devserver.model import DevModel, RequestError
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -82,7 +82,7 @@ def test_adapters_are_picked_per_request(tiny_model, tmp_path):
 
 
 def test_a_directory_without_a_model_is_named(tmp_path):
-    from multitask_gateway.devmodel import DevModel
+    from multitask_devserver.model import DevModel
 
     with pytest.raises(FileNotFoundError, match=f"{tmp_path} has no config.json"):
         DevModel(tmp_path)

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import errors
-from . import Answer
+from .base import Answer
 from .streams import StreamClient
 from .unary import UnaryClient, parse_json, text_of
 

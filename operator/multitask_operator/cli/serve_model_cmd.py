@@ -16,7 +16,7 @@ import click
               help="Prompt plus generated tokens; default: the model's context length.")
 def serve_model(directory: str, host: str, port: int, max_total_tokens: int | None) -> None:
     """Serve an exported model over TGI's API (development only; use TGI or vLLM in production)."""
-    from multitask_gateway.devserver import create_dev_app
+    from multitask_devserver.server import create_dev_app
     from multitask_gateway.serve import run
 
     try:

@@ -46,20 +46,9 @@ from .ablation_report import record_time, write_ablation_report
 from .display import RunDisplay
 from .pipeline import load_document
 from .process import run_trainer_step
+from .records import RunRecord
 from .reuse import reuse_stage
 from .steps import prepare_step, remaining_steps
-
-
-@dataclass
-class RunRecord:
-    """One finished run of one variant and seed, as the report reads it."""
-
-    seed: int
-    variant: str
-    task: str | None
-    root: Path
-    temperature: float | None = None
-    limit: int | None = None
 
 
 @dataclass

@@ -12,16 +12,14 @@ import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..api.results import EvalResults
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import Plan
 from ..planner.ablation import SINGLE_TASK, training_steps
 from ..workspace import write_json_atomic
-
-if TYPE_CHECKING:
-    from .ablate import RunRecord
+from .records import RunRecord
 
 
 def spread(values: Sequence[float]) -> dict[str, Any]:

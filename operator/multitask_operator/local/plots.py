@@ -9,10 +9,8 @@ gpus.png      serving GPUs before and after
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .report import RunFacts
+from .records import RunFacts
 
 
 def write_plots(facts: RunFacts, folder: Path) -> list[str]:

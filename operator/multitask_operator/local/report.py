@@ -8,25 +8,15 @@ and embeds the plots (see `plots`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..api.results import EvalResults, ProgressEvent, parse_progress_line
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import Plan
-from ..cost import ServingCost, serving_cost
+from ..cost import serving_cost
 from ..workspace import Workspace, write_json_atomic
-
-
-@dataclass
-class RunFacts:
-    name: str
-    spec: MultiTaskModelSpec
-    plan: Plan
-    results: EvalResults
-    curves: dict[str, list[ProgressEvent]]  # stage -> progress events
-    cost: ServingCost
+from .records import RunFacts
 
 
 def read_curves(ws: Workspace, plan: Plan) -> dict[str, list[ProgressEvent]]:

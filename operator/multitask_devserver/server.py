@@ -7,7 +7,7 @@ renders those Deployments); this server exists so that the gateway, `mtm run --s
 tests work on a laptop without a GPU. It answers TGI's /generate, /generate_stream, `/`
 (either, by the body's `stream` flag), /info and /health, decodes one request at a time on
 CPU, and enforces regex grammars that are alternations of literal strings (the gateway's label
-constraints) during decoding; see devmodel.py. DIR is an exported model directory: a merged
+constraints) during decoding; see model.py. DIR is an exported model directory: a merged
 model, or `base/` plus `adapters/<group>/` (LoRA adapters picked by `adapter_id`).
 """
 
@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
-from . import errors
-from .constraints import literal_alternatives
-from .generation import check_parameters, decode_json
+from multitask_gateway import errors
+from multitask_gateway.constraints import literal_alternatives
+from multitask_gateway.generation import check_parameters, decode_json
 
 DEFAULT_MAX_NEW_TOKENS = 100  # TGI's client-side default
 
@@ -114,7 +113,7 @@ class DevServer:
             return error.response()
 
     async def _generate(self, inputs: str, params: dict[str, Any], labels: Any) -> web.Response:
-        from .devmodel import RequestError
+        from .model import RequestError
 
         try:
             done = await asyncio.to_thread(self.model.generate, inputs, params, labels)
@@ -137,7 +136,7 @@ class DevServer:
     async def _stream(
         self, request: web.Request, inputs: str, params: dict[str, Any], labels: Any
     ) -> web.StreamResponse:
-        from .devmodel import RequestError
+        from .model import RequestError
 
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -202,7 +201,7 @@ def _event(index: int, token: dict[str, Any], final: dict[str, Any] | None = Non
 
 
 def create_dev_app(directory: str | Path, max_total_tokens: int | None = None) -> web.Application:
-    from .devmodel import DevModel
+    from .model import DevModel
 
     model = DevModel(directory, max_total_tokens=max_total_tokens)
     return DevServer(model, str(directory)).app()
