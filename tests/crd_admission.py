@@ -110,3 +110,20 @@ def admission_errors(obj: dict[str, Any], crd: dict[str, Any] | None = None) -> 
             if not bool(program.evaluate({"self": celpy.json_to_cel(value)})):
                 errors.append(f"{path}: {rule['message']}")
     return errors
+
+
+def status_errors(status: dict[str, Any], crd: dict[str, Any] | None = None) -> list[str]:
+    """Why the API server would drop or refuse part of a status the operator writes: types and
+    formats against the CRD's status schema, and every field the schema does not know (the API
+    server prunes those silently, so a mistyped key would never reach `kubectl get`)."""
+    schema = root_schema(crd or load_crd())["properties"]["status"]
+    errors = [
+        f"status.{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in jsonschema.Draft4Validator(_to_draft4(schema)).iter_errors(status)
+    ]
+    for node, value, path in _instances(schema, status, "status"):
+        if (isinstance(value, dict) and "properties" in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")):
+            errors += [f"{path}.{name}: unknown field, pruned by the API server"
+                       for name in sorted(set(value) - set(node["properties"]))]
+    return errors

@@ -13,6 +13,9 @@ import random
 from pathlib import Path
 
 import pytest
+from multitask_operator.reconcile import core
+
+from tests.crd_admission import status_errors
 
 WORDS = "the a my order item today please thanks store box call again".split()
 KEYWORDS = {
@@ -80,3 +83,19 @@ def spec_factory(operator_data, tmp_path_factory):
             "serving": {"resources": {"gpus": 1}},
         })
     return make
+
+
+@pytest.fixture(autouse=True)
+def statuses_fit_the_crd(monkeypatch):
+    """Every status a test makes the reconcile core write fits the CRD's status schema: the
+    status as the core built it (before it is typed), so that a mistyped key fails a test
+    instead of being pruned by the API server in front of a user."""
+    finish = core._Decision.finish
+
+    def checked(self, *args, **kwargs):
+        outcome = finish(self, *args, **kwargs)
+        assert status_errors(core.json_safe(self.status)) == []
+        assert status_errors(outcome.status) == []
+        return outcome
+
+    monkeypatch.setattr(core._Decision, "finish", checked)

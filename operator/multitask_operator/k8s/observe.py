@@ -100,6 +100,7 @@ class Observer:
             for service_name in taken_over_names(obs.annotations):
                 await self._service(obs, service_name)
             return obs
+        obs.spec_model = spec
         revision = training_revision(spec)
         c = self.client
         raw_jobs = await self._step_objects(obs, spec)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ..api.common import Cutover, Phase
 from ..api.resource import API_VERSION, KIND
 from ..api.spec import MultiTaskModelSpec
+from ..api.status import MultiTaskModelStatus
 from ..config import OperatorConfig, image_refusal
 from ..loader import validation_problems
 from ..render import gateway, jobs, runtimes
@@ -67,7 +68,9 @@ class _Decision:
         self.status["conditions"] = ordered(self.conditions)
         if (self.prev.get("phase"), self.prev.get("message")) != (str(phase), message):
             self.out.events.append(Event("Warning" if warning else "Normal", reason, message))
-        self.out.status = json_safe(self.status)
+        # Typed on the way out: the status written is a MultiTaskModelStatus (camelCase, no
+        # unset optionals, no NaN), the model the CRD's status schema is generated from.
+        self.out.status = MultiTaskModelStatus.model_validate(json_safe(self.status)).to_wire()
         return self.out
 
     def fail(self, reason: str, message: str, condition: str | None = None) -> Outcome:
@@ -99,7 +102,7 @@ def _retry(d: _Decision, revision: str) -> set[str]:
 
 def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     try:
-        spec = MultiTaskModelSpec.model_validate(obs.spec)
+        spec = obs.spec_model or MultiTaskModelSpec.model_validate(obs.spec)
     except ValidationError as err:
         return invalid_spec(obs, err)
     d = _Decision(obs)

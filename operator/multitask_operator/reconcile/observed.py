@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.results import ProgressEvent, StepSummary
+from ..api.spec import MultiTaskModelSpec
 from ..render.jobs import REVISION_LABEL, STEP_ANNOTATION
 from ..render.meta import REVISION_ANNOTATION
 from ..render.runtimes import COMPLETION_INDEX
@@ -68,6 +69,8 @@ class Observed:
     generation: int
     spec: dict[str, Any]
     status: dict[str, Any] = field(default_factory=dict)
+    # The spec validated once, by whoever observed it (None: not validated, or invalid).
+    spec_model: MultiTaskModelSpec | None = None
     annotations: dict[str, str] = field(default_factory=dict)
     jobs: list[JobState] = field(default_factory=list)
     pvc_exists: bool = False
