@@ -319,14 +319,8 @@ class Gateway:
 
     @staticmethod
     def _describe(task: TaskRoute) -> dict[str, Any]:
-        described: dict[str, Any] = {"name": task.name, "type": task.type}
-        if task.labels:
-            described["labels"] = list(task.labels)
-        if task.adapter:
-            described["adapter"] = task.adapter
-        if task.service:
-            described["service"] = task.service
-        return described
+        """A task as /v1/tasks and /info show it: its config entry without the instruction."""
+        return {k: v for k, v in task.to_wire().items() if k != "instruction"}
 
 
 def _openai_path(path: str) -> bool:

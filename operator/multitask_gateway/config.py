@@ -1,204 +1,95 @@
-"""The gateway's configuration: the task table the operator renders into a ConfigMap.
+"""Reading the gateway's configuration: the task table the operator renders into a ConfigMap.
 
-    {"model": "support-assistant", "revision": "1a2b3c4d", "servedModelName": "support-assistant",
-     "promptFormat": {"prefix": "...", "suffix": "...", "source": "chat_template"},
-     "limits": {"maxBodyBytes": 1048576, "maxNewTokens": 512, "defaultMaxNewTokens": 256,
-                "maxConcurrencyPerTask": 64, "timeoutSeconds": 120},
-     "tasks": [{"name": "intent", "type": "classification", "instruction": "...",
-                "labels": ["refund", "other"], "adapter": "classification",
-                "service": "intent-svc"}]}
-
-`multitask_operator.render.gateway` writes it; `load_config` reads it and names the field of
-any mistake, because a hand-written config (`mtm gateway --config`) is a supported use.
+The model itself is `multitask_operator.api.gateway_config.GatewayConfig`, shared with the
+operator's renderer (which builds it): one definition of the fields, the DNS-1123 rule, the
+task types and the limit defaults. Here: reading a file as the spec files are read (size cap,
+UTF-8, bounded JSON) and turning a validation error into one sentence that names the file and
+the field, because a hand-written config (`mtm gateway --config`) is a supported use.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from multitask_operator.prompting import PLAIN, PromptFormat
+from multitask_operator.api.gateway_config import GatewayConfig, Limits, TaskRoute
+from pydantic import ValidationError
 
 from . import jsonsafe
 
-TASK_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-TASK_TYPES = ("classification", "generation")
+__all__ = ["ConfigError", "GatewayConfig", "Limits", "TaskRoute", "config_from_export",
+           "load_config", "parse_config"]
 
 
 class ConfigError(ValueError):
     """A gateway config that cannot be used; the message names the file and field."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_body_bytes: int = 1 << 20
-    max_new_tokens: int = 512  # requests asking for more are refused (422)
-    default_max_new_tokens: int = 256  # used when a request does not say
-    max_concurrency_per_task: int = 64  # more in flight for one task -> 429
-    timeout_seconds: float = 120.0  # longest wait for the upstream's next byte
-    # A client connection that has not sent a whole request this long after it opened (slow
-    # headers), or after its last answer (idle keep-alive), is closed.
-    idle_timeout_seconds: float = 15.0
-    body_timeout_seconds: float = 30.0  # longest wait for a request's whole body -> 408
-
-    WIRE = {
-        "maxBodyBytes": "max_body_bytes",
-        "maxNewTokens": "max_new_tokens",
-        "defaultMaxNewTokens": "default_max_new_tokens",
-        "maxConcurrencyPerTask": "max_concurrency_per_task",
-        "timeoutSeconds": "timeout_seconds",
-        "idleTimeoutSeconds": "idle_timeout_seconds",
-        "bodyTimeoutSeconds": "body_timeout_seconds",
-    }
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "the config"
 
 
-@dataclass(frozen=True)
-class TaskRoute:
-    name: str
-    type: str
-    instruction: str
-    labels: tuple[str, ...] = ()
-    adapter: str | None = None
-    service: str | None = None
-
-    @property
-    def classification(self) -> bool:
-        return self.type == "classification"
+def _fields(model: type) -> str:
+    return ", ".join(f.alias or name for name, f in model.model_fields.items())
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    tasks: dict[str, TaskRoute]
-    prompt_format: PromptFormat = PLAIN
-    limits: Limits = field(default_factory=Limits)
-    model: str = "model"
-    revision: str | None = None
-    served_model_name: str | None = None  # vLLM's --served-model-name; default `model`
-    # Whether a request that came through one task's old Service may ask for another task.
-    cross_task_access: bool = False
-
-    @cached_property
-    def by_service(self) -> dict[str, TaskRoute]:
-        """Old Service name -> task, for Host-header routing."""
-        return {t.service: t for t in self.tasks.values() if t.service}
-
-
-def _expect(where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    # bool is an int in Python; a limit of `true` is a mistake, not 1.
-    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _tuple(kind)):
-        raise ConfigError(f"{where} must be {what}, got {json.dumps(value)}")
-    return value
-
-
-def _tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _limits(where: str, raw: Any) -> Limits:
-    _expect(where, raw, dict, "an object")
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in Limits.WIRE:
-            raise ConfigError(f"{where}.{key} is not a limit; accepted: {', '.join(Limits.WIRE)}")
-        kind = (int, float) if key.endswith("TimeoutSeconds") or key == "timeoutSeconds" else int
-        _expect(f"{where}.{key}", value, kind, "a positive number")
-        if value <= 0:
-            raise ConfigError(f"{where}.{key} must be a positive number, got {value}")
-        values[Limits.WIRE[key]] = value
-    if "max_new_tokens" in values and "default_max_new_tokens" not in values:
-        # A lower cap alone lowers the default with it, rather than contradicting it.
-        values["default_max_new_tokens"] = min(Limits.default_max_new_tokens,
-                                               values["max_new_tokens"])
-    limits = Limits(**values)
-    if limits.default_max_new_tokens > limits.max_new_tokens:
-        raise ConfigError(
-            f"{where}.defaultMaxNewTokens ({limits.default_max_new_tokens}) must not exceed "
-            f"maxNewTokens ({limits.max_new_tokens})"
-        )
-    return limits
+def describe(error: dict[str, Any]) -> str:
+    """One pydantic error as one sentence: `tasks[1].type must be classification or ...`."""
+    loc = list(error["loc"])
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "mtm_config":
+        loc += ctx["field"].split(".")
+        return f"{_path(tuple(loc))}{ctx['separator']}{ctx['message']}"
+    path = _path(tuple(loc))
+    shown = json.dumps(value)[:80] if _jsonable(value) else repr(value)[:80]
+    if kind == "extra_forbidden":
+        if loc[:1] == ["tasks"]:
+            return f"{path} is not a task field; accepted: {sorted(_fields(TaskRoute).split(', '))}"
+        if loc[:1] == ["limits"]:
+            return f"{path} is not a limit; accepted: {_fields(Limits)}"
+        return f"{path} is not a config field; accepted: {_fields(GatewayConfig)}"
+    if loc[:1] == ["limits"] and len(loc) == 2:
+        return f"{path} must be a positive number, got {shown}"
+    if kind == "string_pattern_mismatch":
+        return f"{path} {value!r} is not a DNS-1123 label (a-z, 0-9 and -)"
+    if kind == "enum":
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        return f"{path} must be {expected}, got {shown}"
+    if kind == "too_short" and loc == ["tasks"]:
+        return "tasks must be a non-empty list of tasks"
+    if kind == "missing":
+        return f"{path} is required"
+    if kind == "string_type":
+        return f"{path} must be a string, got {shown}"
+    if kind == "bool_type":
+        return f"{path} must be true or false, got {shown}"
+    return f"{path}: {error['msg']}"
 
 
-def _task(where: str, raw: Any) -> TaskRoute:
-    _expect(where, raw, dict, "an object")
-    allowed = {"name", "type", "instruction", "labels", "adapter", "service"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} is not a task field; accepted: {sorted(allowed)}")
-    name = _expect(f"{where}.name", raw.get("name"), str, "a task name")
-    if not TASK_NAME.match(name):
-        raise ConfigError(f"{where}.name '{name}' is not a DNS-1123 label (a-z, 0-9 and -)")
-    kind = raw.get("type")
-    if kind not in TASK_TYPES:
-        raise ConfigError(f"{where}.type must be classification or generation, got {kind!r}")
-    instruction = _expect(f"{where}.instruction", raw.get("instruction"), str, "a string")
-    labels = raw.get("labels") or []
-    _expect(f"{where}.labels", labels, list, "a list of strings")
-    if kind == "classification" and len(labels) < 2:
-        raise ConfigError(f"{where}.labels: a classification task needs at least 2 labels")
-    if kind == "generation" and labels:
-        raise ConfigError(f"{where}.labels: only classification tasks have labels")
-    for i, label in enumerate(labels):
-        if not isinstance(label, str) or not label:
-            raise ConfigError(f"{where}.labels[{i}] must be a non-empty string")
-    for key in ("adapter", "service"):
-        if raw.get(key) is not None:
-            _expect(f"{where}.{key}", raw[key], str, "a string")
-    return TaskRoute(
-        name=name,
-        type=kind,
-        instruction=instruction,
-        labels=tuple(labels),
-        adapter=raw.get("adapter"),
-        service=raw.get("service"),
-    )
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def parse_config(raw: Any, source: str = "config") -> GatewayConfig:
     """A GatewayConfig from decoded JSON; errors read `SOURCE: tasks[1].type must be ...`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the config must be a JSON object, got "
+                          f"{json.dumps(raw)[:80] if _jsonable(raw) else type(raw).__name__}")
     try:
-        _expect("the config", raw, dict, "a JSON object")
-        tasks_raw = _expect("tasks", raw.get("tasks"), list, "a non-empty list of tasks")
-        if not tasks_raw:
-            raise ConfigError("tasks must be a non-empty list of tasks")
-        tasks: dict[str, TaskRoute] = {}
-        services: dict[str, str] = {}
-        for i, item in enumerate(tasks_raw):
-            task = _task(f"tasks[{i}]", item)
-            if task.name in tasks:
-                raise ConfigError(f"tasks[{i}].name '{task.name}' appears twice")
-            if task.service and task.service in services:
-                raise ConfigError(
-                    f"tasks[{i}].service '{task.service}' is already the service of task "
-                    f"'{services[task.service]}'"
-                )
-            tasks[task.name] = task
-            if task.service:
-                services[task.service] = task.name
-        fmt = raw.get("promptFormat")
-        if fmt is None:
-            prompt_format = PLAIN
-        else:
-            _expect("promptFormat", fmt, dict, "an object with prefix and suffix")
-            for key in ("prefix", "suffix"):
-                _expect(f"promptFormat.{key}", fmt.get(key), str, "a string")
-            prompt_format = PromptFormat.from_dict(fmt)
-        limits = _limits("limits", raw["limits"]) if "limits" in raw else Limits()
-        return GatewayConfig(
-            tasks=tasks,
-            prompt_format=prompt_format,
-            limits=limits,
-            model=str(raw.get("model") or "model"),
-            revision=raw.get("revision"),
-            served_model_name=raw.get("servedModelName"),
-            cross_task_access=_expect("crossTaskAccess", raw.get("crossTaskAccess", False),
-                                      bool, "true or false"),
-        )
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {describe(error.errors(include_url=False)[0])}") from None
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a ConfigMap holds at most 1 MiB

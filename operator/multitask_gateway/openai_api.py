@@ -62,8 +62,11 @@ FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "sto
 class OpenAIEndpoints:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.config = gateway.config
         self.created = int(time.time())  # the models' `created`: when this config was loaded
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.gateway.config
 
     def routes(self) -> list[web.RouteDef]:
         post, get = web.post, web.get

@@ -25,7 +25,7 @@ SENTINEL = "\u2063MTM-MESSAGE\u2063"  # invisible separator: never in real data
 class PromptFormat:
     prefix: str
     suffix: str
-    source: str  # "chat_template" or "plain"
+    source: str = "plain"  # "chat_template" or "plain"
 
     def render(self, instruction: str, text: str) -> str:
         return self.prefix + user_message(instruction, text) + self.suffix

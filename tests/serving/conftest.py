@@ -60,8 +60,7 @@ async def start_gateway() -> AsyncIterator[Callable]:
     async def start(upstream_url: str, engine: str = "tgi", **limits) -> Running:
         config = parse_config(CONFIG)
         if limits:
-            config = dataclasses.replace(config, limits=dataclasses.replace(Limits(
-                **{**dataclasses.asdict(config.limits), **limits})))
+            config = config.replace(limits=Limits(**{**config.limits.model_dump(), **limits}))
         upstream = make_upstream(engine, upstream_url, config.limits.timeout_seconds, "support")
         gateway = Gateway(config, upstream)
         runner, url = await serve(gateway.app())

@@ -5,7 +5,6 @@ HTTP, and requests through one task's old Service for another task (issue: harde
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 
@@ -172,7 +171,7 @@ class TestCrossTask:
     async def test_allowed_by_the_config(self, fake_tgi, start_gateway):
         fake, url = fake_tgi
         gw = await start_gateway(url)
-        gw.gateway.config = dataclasses.replace(gw.gateway.config, cross_task_access=True)
+        gw.gateway.config = gw.gateway.config.replace(cross_task_access=True)
         status, _ = await gw.post("/tasks/summary/generate", {"inputs": "x"},
                                   headers={"Host": "intent-svc"})
         assert status == 200

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from typing import Any
 
+from ..api.gateway_config import GatewayConfig, Limits
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from ..prompting import PromptFormat
@@ -47,9 +47,6 @@ CONFIG_HASH_ANNOTATION = "multitask.ai/gateway-config-hash"
 # owns the count instead (render/scaling.py).
 REPLICAS = GATEWAY_MIN_REPLICAS
 GATEWAY_UID = 65532  # the conventional "nonroot" user of distroless-style images
-DEFAULT_CONCURRENCY_PER_TASK = 64
-
-
 def gateway_config(
     name: str,
     spec: MultiTaskModelSpec,
@@ -57,33 +54,34 @@ def gateway_config(
     tasks: list[RoutedTask],
     prompt_format: PromptFormat | dict[str, Any],
 ) -> dict[str, Any]:
-    """The gateway's task table and limits, as `multitask_gateway.config` reads them."""
+    """The gateway's task table and limits: a GatewayConfig (validated here, read back by the
+    gateway with the same model), as the JSON its ConfigMap holds."""
     if not tasks:
         raise ValueError("the gateway needs at least one task to route")
-    if isinstance(prompt_format, PromptFormat):
-        prompt_format = asdict(prompt_format)
-    fmt = {k: prompt_format[k] for k in ("prefix", "suffix", "source") if k in prompt_format}
+    if isinstance(prompt_format, dict):
+        prompt_format = PromptFormat.from_dict(prompt_format)
     max_input, max_total = token_limits(spec)
     generation_budget = max_total - max_input
-    rendered: dict[str, Any] = {
-        "model": name,
-        "revision": revision,
-        "servedModelName": name,
-        "promptFormat": fmt,
-        "limits": {
-            # A prompt of maxInputTokens is at most ~4 bytes per token of UTF-8 plus JSON
-            # escaping; 8 bytes per token leaves room and still bounds what a client can send.
-            "maxBodyBytes": max(1 << 16, 8 * max_input),
-            "maxNewTokens": generation_budget,
-            "defaultMaxNewTokens": min(256, generation_budget),
-            "maxConcurrencyPerTask": DEFAULT_CONCURRENCY_PER_TASK,
-            "timeoutSeconds": 120,
-        },
-        "tasks": [t.to_config() for t in tasks],
-    }
-    if spec.serving.cross_task_access:  # only when set: existing configs keep their hash
-        rendered["crossTaskAccess"] = True
-    return rendered
+    defaults = Limits()
+    limits = Limits(
+        # A prompt of maxInputTokens is at most ~4 bytes per token of UTF-8 plus JSON
+        # escaping; 8 bytes per token leaves room and still bounds what a client can send.
+        max_body_bytes=max(1 << 16, 8 * max_input),
+        max_new_tokens=generation_budget,
+        default_max_new_tokens=min(256, generation_budget),
+        max_concurrency_per_task=defaults.max_concurrency_per_task,
+        timeout_seconds=defaults.timeout_seconds,
+    )
+    config = GatewayConfig(
+        model=name,
+        revision=revision,
+        served_model_name=name,
+        prompt_format=prompt_format,
+        limits=limits,
+        cross_task_access=spec.serving.cross_task_access,
+        task_list=tuple(t.route() for t in tasks),
+    )
+    return config.to_wire()
 
 
 def config_hash(config: dict[str, Any]) -> str:

@@ -8,9 +8,9 @@ the labels it trained on (declared in the spec or inferred from the data) and, w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..api.common import Keep, TaskType
+from ..api.gateway_config import TaskRoute
 from ..api.spec import MultiTaskModelSpec, Task
 
 
@@ -49,20 +49,10 @@ class RoutedTask:
             service=task.service.name if task.service else None,
         )
 
-    def to_config(self) -> dict[str, Any]:
-        """The task's entry in the gateway config (see multitask_gateway.config)."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "type": self.type,
-            "instruction": self.instruction,
-        }
-        if self.labels:
-            entry["labels"] = list(self.labels)
-        if self.adapter:
-            entry["adapter"] = self.adapter
-        if self.service:
-            entry["service"] = self.service
-        return entry
+    def route(self) -> TaskRoute:
+        """The task's entry in the gateway config."""
+        return TaskRoute(name=self.name, type=self.type, instruction=self.instruction,
+                         labels=self.labels or (), adapter=self.adapter, service=self.service)
 
 
 def adapter_groups(spec: MultiTaskModelSpec, tasks: list[RoutedTask]) -> list[str]:
