@@ -56,3 +56,31 @@ def test_eval_results_parse_from_wire():
     results = EvalResults.model_validate(wire)
     assert results.qualified == ["a"]
     assert results.task("b").score is None
+
+
+def test_each_step_result_round_trips_through_the_termination_message():
+    """The trainer builds a typed result, the operator and `mtm run` read the same type back
+    from the termination message; a field a newer trainer adds is ignored, not fatal."""
+    import json
+
+    from multitask_operator.api.results import (
+        EvaluateResult,
+        ExportResult,
+        PrepareResult,
+        StepSummary,
+        TrainResult,
+        termination_message,
+    )
+
+    results = [
+        PrepareResult(counts={"intent": 90}, labels={"intent": ["a", "b"]}, stages=["stage2"]),
+        TrainResult(stage="stage2", steps=10, last_loss=0.25, packed=True),
+        EvaluateResult(scores={"intent": 0.9}, qualified=["intent"], baselines={"intent": 0.8}),
+        ExportResult(layout="merged", prompt_format={"prefix": "<u>", "suffix": "<a>",
+                                                     "source": "chat_template"}, tasks=1),
+    ]
+    for result in results:
+        details = {**result.to_details(), "addedByANewerTrainer": 1}
+        summary = StepSummary(step="x", ok=True, message="m", details=details)
+        back = StepSummary.model_validate(json.loads(termination_message(summary)))
+        assert back.result(type(result)) == result

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_operator.api import Plan
-from multitask_operator.api.results import StepSummary, termination_message
+from multitask_operator.api.results import EvaluateResult, StepSummary, termination_message
 from multitask_operator.workspace import Workspace
 
 from .errors import TrainerError
@@ -118,9 +118,10 @@ def run_step(args: argparse.Namespace) -> StepSummary:
         qualified = results.qualified
         return StepSummary(step="evaluate", ok=True,
                            message=f"{len(qualified)} of {len(scores)} tasks qualified",
-                           details={"scores": scores, "qualified": qualified,
-                                    "baselines": {t.name: t.baseline for t in results.tasks
-                                                  if t.baseline_source == "trained"}})
+                           details=EvaluateResult(
+                               scores=scores, qualified=qualified,
+                               baselines={t.name: t.baseline for t in results.tasks
+                                          if t.baseline_source == "trained"}).to_details())
     from .export import export
 
     details = export(spec, ws, plan)

@@ -20,6 +20,7 @@ import shutil
 from typing import Any
 
 from multitask_operator.api import MultiTaskModelSpec, Plan
+from multitask_operator.api.results import ExportResult
 from multitask_operator.prompting import format_for_tokenizer
 from multitask_operator.workspace import Workspace, publish, read_marker
 
@@ -46,7 +47,8 @@ def export(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan) -> dict[str, Any
     from transformers import AutoTokenizer
 
     if ws.exported():
-        return {"skipped": True, **(read_marker(ws.export_dir) or {})}
+        marker = read_marker(ws.export_dir) or {}
+        return ExportResult.model_validate({**marker, "skipped": True}).to_details()
     stages = group_stages(plan)
     for stage in stages.values():
         if not ws.stage_done(stage):
@@ -93,4 +95,5 @@ def export(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan) -> dict[str, Any
             tokenizer.save_pretrained(scratch)
         (scratch / "prompt_format.json").write_text(prompt_format.to_json())
         (scratch / "tasks.json").write_text(json.dumps({"tasks": tasks}, indent=2) + "\n")
-    return {"skipped": False, **summary, "tasks": len(tasks)}
+    return ExportResult.model_validate(
+        {**summary, "skipped": False, "tasks": len(tasks)}).to_details()

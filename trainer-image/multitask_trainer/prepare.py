@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_operator.api import MultiTaskModelSpec, Task
+from multitask_operator.api.results import PrepareResult
 from multitask_operator.datafiles import (
     DataError,
     Example,
@@ -85,7 +86,7 @@ def prepare(spec: MultiTaskModelSpec, ws: Workspace) -> dict[str, Any]:
             raise TrainerError(
                 f"{ws.root}: was prepared for a different spec; use a new workspace directory"
             )
-        return {"skipped": True, **marker}
+        return PrepareResult.model_validate({**marker, "skipped": True}).to_details()
 
     if spec.recipe.keep == "all-as-adapters" and spec.training.method == "full":
         raise TrainerError("recipe.keep all-as-adapters trains one LoRA adapter per group; it "
@@ -141,7 +142,8 @@ def prepare(spec: MultiTaskModelSpec, ws: Workspace) -> dict[str, Any]:
     write_json_atomic(ws.spec_file, spec.to_wire())
     # plan.json last: its presence (with data/COMPLETE) is what marks prepare as finished.
     write_json_atomic(ws.plan_file, plan.to_wire())
-    return {"skipped": False, **summary, "stages": [s.name for s in plan.stages]}
+    return PrepareResult.model_validate(
+        {**summary, "skipped": False, "stages": [s.name for s in plan.stages]}).to_details()
 
 
 def load_manifest(ws: Workspace) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 from multitask_operator.api import MultiTaskModelSpec, Plan, StagePlan
-from multitask_operator.api.results import ProgressEvent, parse_progress_line
+from multitask_operator.api.results import ProgressEvent, TrainResult, parse_progress_line
 from multitask_operator.workspace import Workspace, publish, read_marker
 
 from .checkpoint import (
@@ -278,7 +278,8 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
     options = options or TrainOptions()
     stage = stage_by_name(plan, stage_name)
     if ws.stage_done(stage.name):
-        return {"skipped": True, **(read_marker(ws.final_dir(stage.name)) or {})}
+        marker = read_marker(ws.final_dir(stage.name)) or {}
+        return TrainResult.model_validate({**marker, "skipped": True}).to_details()
     if stage.init_from and not ws.stage_done(stage.init_from):
         raise TrainerError(f"stage {stage.name} starts from {stage.init_from}, which has not "
                            f"finished; train --stage {stage.init_from} first")
@@ -444,4 +445,4 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
                                                             safe_serialization=True)
             tokenizer.save_pretrained(scratch)
     accelerator.wait_for_everyone()
-    return {"skipped": False, **summary}
+    return TrainResult.model_validate({**summary, "skipped": False}).to_details()

@@ -13,7 +13,7 @@ Three shapes, all camelCase on the wire like the rest of the API:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 
@@ -68,6 +68,62 @@ class StepSummary(StatusModel):
     details: dict[str, Any] = Field(
         default_factory=dict, description="Small step-specific numbers, e.g. per-task scores."
     )
+
+
+    def result(self, kind: type[R]) -> R:
+        """`details` as the typed result of its step (fields a newer trainer adds are ignored,
+        missing ones take their defaults)."""
+        return kind.model_validate(self.details)
+
+
+class StepResult(StatusModel):
+    """Base of the typed `details` of each step: the trainer builds one, the operator and the
+    local runner read it back with StepSummary.result()."""
+
+    def to_details(self) -> dict[str, Any]:
+        """For StepSummary.details and the step's COMPLETE marker: camelCase, None kept."""
+        return self.model_dump(by_alias=True, mode="json")
+
+
+R = TypeVar("R", bound=StepResult)
+
+
+class PrepareResult(StepResult):
+    skipped: bool = Field(False, description="The workspace was already prepared for this spec.")
+    spec_digest: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict,
+                                   description="Training examples per task after the eval split.")
+    labels: dict[str, list[str]] = Field(
+        default_factory=dict, description="Labels per classification task (declared or inferred).")
+    stages: list[str] = Field(default_factory=list, description="The stages planned, in order.")
+
+
+class TrainResult(StepResult):
+    skipped: bool = False
+    stage: str | None = None
+    steps: int | None = None
+    resumed_from: int | None = Field(None, description="The checkpoint step it resumed from.")
+    last_loss: float | None = None
+    non_padding_fraction: float | None = None
+    packed: bool | None = None
+    truncated_inputs: int | None = None
+    truncated_targets: int | None = None
+
+
+class EvaluateResult(StepResult):
+    scores: dict[str, float | None] = Field(default_factory=dict)
+    qualified: list[str] = Field(default_factory=list)
+    baselines: dict[str, float | None] = Field(
+        default_factory=dict, description="Trained single-task baselines, by task.")
+
+
+class ExportResult(StepResult):
+    skipped: bool = False
+    layout: str | None = Field(None, description="merged, or adapters (base/ + adapters/).")
+    groups: list[str] = Field(default_factory=list)
+    prompt_format: dict[str, str] | None = Field(
+        None, description="The template training used: prefix, suffix, source.")
+    tasks: int | None = Field(None, description="Tasks in the export's tasks.json.")
 
 
 def termination_message(summary: StepSummary) -> str:

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from ..api.resource import API_VERSION, KIND
+from ..api.results import TrainResult
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import Plan
 from ..datafiles import parse_location
@@ -99,7 +100,7 @@ class Runner:
             self.display.fail(label, getattr(err, "message", str(err)))
             raise
         self.display.finish(label, summary)
-        if not summary.details.get("skipped"):  # a no-op rerun keeps the first measurement
+        if not summary.result(TrainResult).skipped:  # a no-op rerun keeps the first measurement
             record_time(ws.root, args[-1] if args[0] == "train" else args[0],
                         round(time.monotonic() - began, 2))
 

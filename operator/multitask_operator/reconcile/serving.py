@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.results import StepSummary
+from ..api.results import ExportResult, StepSummary
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from ..prompting import PLAIN, PromptFormat
@@ -40,8 +40,8 @@ def routed_tasks(
 
 def prompt_format(export: StepSummary) -> tuple[PromptFormat, bool]:
     """The prompt format export reported, or (PLAIN, False) when its result has none."""
-    raw = export.details.get("promptFormat")
-    if isinstance(raw, dict) and "prefix" in raw and "suffix" in raw:
+    raw = export.result(ExportResult).prompt_format
+    if raw is not None and "prefix" in raw and "suffix" in raw:
         return PromptFormat.from_dict(raw), True
     return PLAIN, False
 

@@ -12,10 +12,11 @@ walks the same Jobs and reaches the same place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from pydantic import ValidationError
 
 from ..api.common import Phase
-from ..api.results import StepSummary
+from ..api.results import PrepareResult, StepSummary
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import Plan
 from ..planner import PlanError, build_plan
@@ -54,15 +55,17 @@ class Walk:
 
 
 def plan_from_prepare(spec: MultiTaskModelSpec, summary: StepSummary) -> tuple[Plan, dict]:
-    details: dict[str, Any] = summary.details
-    counts = details.get("counts")
-    if not isinstance(counts, dict) or not counts:
+    try:
+        result = summary.result(PrepareResult)
+    except ValidationError as err:
+        raise PlanError(f"the prepare step's result is unreadable: {err.errors()[0]['msg']}") \
+            from None
+    if not result.counts:
         raise PlanError(
             "the prepare step's result has no per-task counts (its termination message was "
             "cut or the trainer image is older than the operator)"
         )
-    labels = details.get("labels") or {}
-    return build_plan(spec, counts, labels), labels
+    return build_plan(spec, result.counts, result.labels), result.labels
 
 
 def walk(spec: MultiTaskModelSpec, jobs: list[JobState]) -> Walk:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api.results import StepSummary
+from ..api.results import EvaluateResult, StepSummary
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import Plan
 
@@ -24,9 +24,9 @@ def evaluation(summary: StepSummary | None) -> tuple[dict[str, float], list[str]
     """(scores, qualified task names, trained baselines) from the evaluate step's result."""
     if summary is None:
         return {}, [], {}
-    details = summary.details
-    scores = {k: float(v) for k, v in (details.get("scores") or {}).items() if v is not None}
-    return scores, list(details.get("qualified") or []), dict(details.get("baselines") or {})
+    result = summary.result(EvaluateResult)
+    scores = {k: float(v) for k, v in result.scores.items() if v is not None}
+    return scores, list(result.qualified), dict(result.baselines)
 
 
 def served_by(spec: MultiTaskModelSpec, name: str, cut_over: set[str], deployed: bool,
