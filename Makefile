@@ -28,8 +28,12 @@ tools:
 demo: install
 	@bash scripts/demo.sh
 
+MYPY := $(VENV)/bin/mypy -p multitask_operator -p multitask_gateway -p multitask_devserver \
+	-p multitask_trainer
+
 test: install tools
 	$(VENV)/bin/ruff check operator trainer-image tests benchmarks examples
+	$(MYPY)
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -40,8 +44,9 @@ crds: install
 	@for d in charts/*/crds; do [ -d "$$d" ] && cp crds/multitaskmodels.yaml "$$d/"; done; true
 
 lint: install
-	$(VENV)/bin/ruff check operator trainer-image tests benchmarks
+	$(VENV)/bin/ruff check operator trainer-image tests benchmarks examples
 	$(VENV)/bin/lint-imports
+	$(MYPY)
 
 trainer-image:
 	@command -v docker >/dev/null || { echo "make trainer-image needs Docker; none here"; exit 1; }

@@ -65,7 +65,7 @@ class DevModel:
                 "weights), or base/ plus adapters/<group>/"
             )
         self.tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         self.adapters: list[str] = []
         adapters_dir = directory / "adapters"
         if adapters_dir.is_dir():
@@ -77,7 +77,7 @@ class DevModel:
                     path = adapters_dir / group
                     model = PeftModel.from_pretrained(model, path, adapter_name=group)
                 else:
-                    model.load_adapter(adapters_dir / group, adapter_name=group)
+                    model.load_adapter(str(adapters_dir / group), adapter_name=group)
             self.adapters = groups
         self.model = model.eval()
         positions = getattr(model.config, "max_position_embeddings", None) or 2048
@@ -139,7 +139,7 @@ class DevModel:
                 tokens.append(self._event(token, "", logprob, special=True, on_token=on_token))
                 break
             generated.append(token)
-            decoded = self.tokenizer.decode(generated, skip_special_tokens=True)
+            decoded = str(self.tokenizer.decode(generated, skip_special_tokens=True))
             # Hold back a piece that ends inside a multi-byte character until it is complete.
             piece = "" if decoded.endswith("\ufffd") else decoded[len(text):]
             text += piece
@@ -205,7 +205,8 @@ class _Sampler:
         self.seed = seed if seed is not None else (
             int(torch.randint(0, 2**31 - 1, (1,))) if self.sample else None
         )
-        self.generator = torch.Generator().manual_seed(self.seed) if self.sample else None
+        self.generator = (torch.Generator().manual_seed(self.seed)
+                          if self.sample and self.seed is not None else None)
 
     def penalize(self, logits: torch.Tensor, seen: list[int]) -> torch.Tensor:
         if not seen or (not self.repetition and not self.frequency):

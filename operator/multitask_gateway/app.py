@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -91,7 +91,8 @@ class Gateway:
     async def _json_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """aiohttp's own errors (no route, wrong method, body too large) in TGI's JSON shape."""
         try:
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         except web.HTTPException as error:
             if error.status < 400:
                 raise
@@ -228,7 +229,7 @@ class Gateway:
     ) -> web.StreamResponse:
         """Answer with the upstream's stream: `relay` writes its events in the endpoint's shape
         (TGI's by default), `error_event` a failure after the stream has started."""
-        events: AsyncIterator[dict[str, Any]] = self.upstream.stream(
+        events: AsyncGenerator[dict[str, Any], None] = self.upstream.stream(
             generation.prompt, generation.parameters
         )
         try:

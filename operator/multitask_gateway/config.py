@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from multitask_operator.api.gateway_config import GatewayConfig, Limits, TaskRoute
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from . import jsonsafe
 
@@ -36,14 +37,15 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out or "the config"
 
 
-def _fields(model: type) -> str:
+def _fields(model: type[BaseModel]) -> str:
     return ", ".join(f.alias or name for name, f in model.model_fields.items())
 
 
-def describe(error: dict[str, Any]) -> str:
+def describe(error: ErrorDetails) -> str:
     """One pydantic error as one sentence: `tasks[1].type must be classification or ...`."""
     loc = list(error["loc"])
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    kind, value = error["type"], error.get("input")
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
     if kind == "mtm_config":
         loc += ctx["field"].split(".")
         return f"{_path(tuple(loc))}{ctx['separator']}{ctx['message']}"

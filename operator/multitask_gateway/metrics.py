@@ -40,7 +40,7 @@ class GatewayMetrics:
 
         # The labelled children, looked up once: `labels()` takes a lock and builds a key on
         # every call, a visible share of the gateway's per-request cost. Bounded like the labels.
-        self._children: dict[tuple, tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, task: str, endpoint: str, code: int, seconds: float) -> None:
         key = (task, endpoint, code)

@@ -195,7 +195,7 @@ class _Shape:
             raise errors.bad_upstream("the inference server answered without generated_text")
         generation.check_label(text)
         details = answer.get("details") or {}
-        finish = FINISH_REASONS.get(details.get("finish_reason"), "stop")
+        finish = FINISH_REASONS.get(str(details.get("finish_reason")), "stop")
         if self.chat:
             body = self._head("chat.completion")
             body["choices"] = [{"index": 0, "message": {"role": "assistant", "content": text},
@@ -249,7 +249,7 @@ class _Shape:
             if final is not None:
                 generation.check_label(final)
                 details = event.get("details") or {}
-                finish = FINISH_REASONS.get(details.get("finish_reason"), "stop")
+                finish = FINISH_REASONS.get(str(details.get("finish_reason")), "stop")
                 ending = pending + self._chunk(None if self.chat else "", finish)
                 if self.usage_chunk:
                     chunk = self._head("chat.completion.chunk" if self.chat else "text_completion")

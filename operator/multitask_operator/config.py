@@ -8,7 +8,9 @@ The Helm chart sets these variables on the operator Deployment (values.yaml docu
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 # Pinned tags, never `latest`: a rollout must be reproducible.
 DEFAULT_TRAINER_IMAGE = "ghcr.io/multitask-operator/trainer:0.1.0"
@@ -64,11 +66,11 @@ class OperatorConfig:
     }
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> OperatorConfig:
-        environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
+        source: Mapping[str, str] = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = environ.get(cls.ENV[f.name])
+            raw = source.get(cls.ENV[f.name])
             if raw is None or raw == "":
                 continue
             if f.name in ("watch_namespaces", "allowed_images"):

@@ -47,6 +47,13 @@ class Location:
     def is_local(self) -> bool:
         return self.kind == "local"
 
+    @property
+    def file(self) -> Path:
+        """The resolved file of a local location."""
+        if self.path is None:
+            raise ValueError(f"{self.value} is a {self.kind} location, not a local file")
+        return self.path
+
 
 def parse_location(value: str, base_dir: Path | None = None) -> Location:
     """Classify a data location. Relative local paths resolve against `base_dir` (the folder of

@@ -11,6 +11,7 @@ they are in `reconcile/`, the API calls in `k8s/`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -59,21 +60,22 @@ async def close(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.daemon(*MODEL, cancellation_timeout=5.0)
-async def model_loop(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo,
-                     logger: logging.Logger, **_: Any) -> None:
+async def model_loop(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Any,
+                     logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
     await run_model(memo.runtime, body, stopped, _poster(body), logger)
 
 
 @kopf.on.update(*MODEL)
 @kopf.on.resume(*MODEL)
-def model_changed(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    memo.runtime.wake((namespace, name))
+def model_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    memo.runtime.wake((namespace or "", name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={MODEL_LABEL: kopf.PRESENT})
 @kopf.on.event("apps", "v1", "deployments", labels={MODEL_LABEL: kopf.PRESENT})
-def owned_changed(namespace: str, labels: dict[str, str], memo: kopf.Memo, **_: Any) -> None:
-    memo.runtime.wake((namespace, labels[MODEL_LABEL]))
+def owned_changed(namespace: str | None, labels: Mapping[str, str], memo: Any,
+                  **_: Any) -> None:
+    memo.runtime.wake((namespace or "", labels[MODEL_LABEL]))
 
 
 @kopf.on.delete(*MODEL)

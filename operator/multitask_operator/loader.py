@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from .api.common import DNS1123_LABEL, shown
 from .api.crd import structural_schema
@@ -165,7 +166,7 @@ def _schema_at(loc: Loc) -> dict[str, Any] | None:
     return node
 
 
-def _message(error: dict[str, Any], loc: list[str | int]) -> str:
+def _message(error: ErrorDetails, loc: list[str | int]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
@@ -329,15 +330,15 @@ def check_data(doc: Document) -> DataSummary:
             value = getattr(task.data, split)
             if value is None:
                 continue
-            loc = ["spec", "tasks", i, "data", split]
+            loc: list[str | int] = ["spec", "tasks", i, "data", split]
             where = parse_location(value, doc.base_dir)
             if not where.is_local:
                 summary.remote.setdefault(task.name, value)
                 continue
             try:
-                examples = read_examples(where.path, task)
+                examples = read_examples(where.file, task)
                 if split == "train":
-                    check_task_examples(task, where.path, examples)
+                    check_task_examples(task, where.file, examples)
                     summary.labels[task.name] = task.labels or infer_labels(examples)
             except DataError as err:
                 for p in err.problems:

@@ -143,7 +143,8 @@ def permissions(
     for rule in RULES:
         if not all(condition in active for condition in rule.when):
             continue
-        scopes: list[str | None] = [None] if rule.cluster_scoped or not namespaces else namespaces
+        scopes: list[str | None] = ([None] if rule.cluster_scoped or not namespaces
+                                    else list(namespaces))
         for scope in scopes:
             grants.setdefault(scope, set()).update(
                 (rule.api_group, resource, verb)

@@ -48,9 +48,10 @@ def is_complete(directory: Path) -> bool:
 def read_marker(directory: Path) -> dict[str, Any] | None:
     """The summary stored in a finished directory's marker, or None if it is not finished."""
     try:
-        return json.loads((directory / MARKER).read_text(encoding="utf-8"))
+        marker = json.loads((directory / MARKER).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+    return marker if isinstance(marker, dict) else None
 
 
 @contextmanager

@@ -13,6 +13,7 @@ suffix or the target, and is never dropped; such truncations are counted for the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from multitask_operator.prompting import PromptFormat, format_for_tokenizer
@@ -40,7 +41,7 @@ class TaskTokens:
 
 @dataclass
 class PromptEncoder:
-    tokenizer: object
+    tokenizer: Any  # a transformers tokenizer (untyped upstream)
     max_length: int
     format: PromptFormat = field(init=False)
     bos: list[int] = field(init=False)

@@ -21,6 +21,7 @@ from multitask_operator.workspace import Workspace, publish
 
 from . import metrics
 from .encoding import PromptEncoder
+from .errors import TrainerError
 from .modelio import load_stage
 from .prepare import load_manifest, read_split
 
@@ -95,6 +96,9 @@ def score_task(model, encoder: PromptEncoder, spec: MultiTaskModelSpec, task: st
     inputs = [r["input"] for r in rows]
     gold = [r["output"] for r in rows]
     if definition.type == "classification":
+        if not labels:
+            raise TrainerError(f"task {task}: a classification task without labels in the "
+                               "manifest; run prepare again")
         predicted = classify(model, encoder, definition.instruction, inputs, labels)
     else:
         # Room for the longest reference plus a margin, within the context window.
@@ -136,14 +140,14 @@ def evaluate(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, cpu: bool = Fa
                               read_split(ws, t, "eval")) for t in tasks}
 
     scores: dict[str, dict[str, float]] = {}
-    for stage in dict.fromkeys(stage_of.values()):
-        scores.update(run(stage, [t for t, s in stage_of.items() if s == stage]))
+    for stage_name in dict.fromkeys(stage_of.values()):
+        scores.update(run(stage_name, [t for t, s in stage_of.items() if s == stage_name]))
     trained_baselines: dict[str, float] = {}
     for stage in plan.stages:
         if stage.kind == "baseline":
-            task = stage.tasks[0]
-            trained_baselines[task] = run(stage.name, [task])[task][
-                spec.task(task).effective_metric]
+            only = stage.tasks[0]
+            trained_baselines[only] = run(stage.name, [only])[only][
+                spec.task(only).effective_metric]
 
     threshold = spec.recipe.qualify_threshold
     results = []

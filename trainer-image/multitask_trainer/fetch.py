@@ -37,7 +37,7 @@ def fetch(value: str, dest: Path, what: str, split: str = "train") -> Path:
     `what` names the spec field for messages, e.g. "task intent data.train"."""
     where = parse_location(value)
     if where.kind == "local":
-        return where.path
+        return where.file
     if where.kind == "pvc":
         claim_path = value[len("pvc://") :]
         return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / claim_path

@@ -17,7 +17,10 @@ from .errors import TrainerError
 
 
 def base_source(spec: MultiTaskModelSpec) -> str:
-    return spec.base_model.path or spec.base_model.id
+    source = spec.base_model.path or spec.base_model.id
+    if source is None:  # the spec's validation requires exactly one of them
+        raise TrainerError("baseModel names neither an id nor a path")
+    return source
 
 
 def _describe(spec: MultiTaskModelSpec) -> str:
@@ -78,7 +81,8 @@ def lora_config(spec: MultiTaskModelSpec):
     lora = spec.training.lora
     return LoraConfig(
         r=lora.r,
-        lora_alpha=lora.alpha,
+        # peft annotates an int; a float alpha works the same (the scale is alpha / r).
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]
         lora_dropout=lora.dropout,
         # "all-linear": every linear layer but the output head, what QLoRA showed works best.
         target_modules=lora.target_modules or "all-linear",

@@ -32,7 +32,7 @@ def _resolved(spec: MultiTaskModelSpec, base_dir: Path) -> MultiTaskModelSpec:
                 continue
             where = parse_location(value, base_dir)
             if where.is_local:
-                task["data"][split] = str(where.path.resolve())
+                task["data"][split] = str(where.file.resolve())
     return MultiTaskModelSpec.model_validate(data)
 
 

@@ -174,7 +174,7 @@ def decide_packing(accelerator, model) -> bool:
     ranks' are on the meta device. Weights that cannot be checked are not trusted: pad."""
     from accelerate.utils import broadcast_object_list
 
-    decision = [None]
+    decision: list[bool | None] = [None]
     if accelerator.is_main_process:
         real = all(p.device.type != "meta" for p in model.parameters())
         decision[0] = real and packing_isolates(model)

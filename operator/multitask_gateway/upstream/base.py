@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,7 +23,9 @@ class Upstream(Protocol):
 
     async def generate(self, prompt: str, parameters: dict[str, Any]) -> Answer: ...
 
-    def stream(self, prompt: str, parameters: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def stream(
+        self, prompt: str, parameters: dict[str, Any]
+    ) -> AsyncGenerator[dict[str, Any], None]: ...
 
     async def health(self) -> None: ...
 

@@ -15,7 +15,7 @@ of a stream; the generated tokens as `details.generated_tokens` in both.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .. import errors
@@ -55,7 +55,7 @@ class TgiUpstream:
 
     async def stream(
         self, prompt: str, parameters: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         # Details always on: the last event then carries the finish reason and the token counts
         # (the gateway drops them for a client that did not ask).
         params = {**parameters, "details": True}
@@ -86,7 +86,10 @@ class TgiUpstream:
         await self._unary.call("GET", "/health")
 
     async def info(self) -> dict[str, Any]:
-        return await self._unary.call_json("GET", "/info")
+        info = await self._unary.call_json("GET", "/info")
+        if not isinstance(info, dict):
+            raise errors.bad_upstream(f"TGI's /info is not an object: {str(info)[:200]}")
+        return info
 
 
 def _count(header: str | None) -> int | None:

@@ -12,7 +12,7 @@ from vLLM's `usage` (asked for on streams with `stream_options.include_usage`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from .. import errors
@@ -43,7 +43,8 @@ class VllmUpstream:
         await self._streams.close()
         await self._unary.close()
 
-    def completion_body(self, prompt: str, parameters: dict[str, Any], stream: bool) -> dict:
+    def completion_body(self, prompt: str, parameters: dict[str, Any],
+                        stream: bool) -> dict[str, Any]:
         """The /v1/completions request for a TGI request."""
         for key in UNSUPPORTED:
             if parameters.get(key) is not None and parameters.get(key) is not False:
@@ -103,7 +104,7 @@ class VllmUpstream:
 
     async def stream(
         self, prompt: str, parameters: dict[str, Any]
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         body = self.completion_body(prompt, parameters, stream=True)
         response = await self._streams.open("/v1/completions", body)
         text, count = "", 0
@@ -127,7 +128,7 @@ class VllmUpstream:
                 piece, reason = choice.get("text") or "", choice.get("finish_reason")
                 text += piece
                 count += 1 if piece else 0
-                event = {
+                event: dict[str, Any] = {
                     "index": count,
                     "token": {"id": -1, "text": piece, "logprob": 0.0, "special": False},
                     "generated_text": None,

@@ -156,13 +156,13 @@ def listed(items: Any, limit: int = 20) -> str:
     return text + (f", ... ({len(items)} in all)" if len(items) > limit else "")
 
 
-def defaulted(model: type, description: str | None = None):
+def defaulted(model: type, description: str | None = None) -> Any:
     """A nested object that may be omitted: pydantic builds it from defaults, and the CRD gets
     `default: {}` so that the API server fills the same nested defaults (CEL relies on them)."""
     return Field(default_factory=model, description=description, json_schema_extra={"default": {}})
 
 
-def cel(*rules: tuple[str, str]) -> dict:
+def cel(*rules: tuple[str, str]) -> dict[str, Any]:
     """json_schema_extra carrying CEL rules as (expression, message) pairs."""
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 

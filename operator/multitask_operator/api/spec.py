@@ -391,7 +391,7 @@ class MultiTaskModelSpec(ApiModel):
     def _keep_has_tasks(self) -> MultiTaskModelSpec:
         keep = self.recipe.keep
         if keep in (Keep.CLASSIFICATION, Keep.GENERATION):
-            if not any(t.type == keep for t in self.tasks):
+            if not any(str(t.type) == str(keep) for t in self.tasks):
                 raise field_error(
                     "recipe.keep", f"recipe.keep is {keep} but no task has type {keep}"
                 )

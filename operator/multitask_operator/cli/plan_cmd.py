@@ -68,8 +68,8 @@ def plan(file: str, output: str, examples: tuple[str, ...]) -> None:
     failed = False
     for doc in result.documents:
         planned, problems = _plan_document(doc, overrides)
-        for problem in problems:
-            click.echo(problem, err=True)
+        for line in problems:
+            click.echo(line, err=True)
         failed = failed or planned is None
         if planned is not None:
             plans.append((doc, planned))

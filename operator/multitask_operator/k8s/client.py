@@ -123,7 +123,9 @@ class Client:
                        text: bool = False) -> Any:
         headers = {"Content-Type": content_type} if content_type else {}
         async with self._http().request(method, self.server + url, json=json, params=params,
-                                        headers=headers, ssl=self._ssl) as response:
+                                        headers=headers,
+                                        ssl=self._ssl if self._ssl is not None else True,
+                                        ) as response:
             if response.status >= 400:
                 try:
                     body = await response.json(content_type=None)

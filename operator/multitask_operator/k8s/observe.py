@@ -8,6 +8,7 @@ a model whose steps are done reads no pods again.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,7 +83,7 @@ class Observer:
         events = [e for e in map(parse_progress_line, text.splitlines()) if e is not None]
         return events[-1] if events else None
 
-    async def observe(self, body: dict[str, Any]) -> Observed:
+    async def observe(self, body: Mapping[str, Any]) -> Observed:
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         obs = Observed(

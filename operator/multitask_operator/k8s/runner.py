@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +56,7 @@ class Runtime:
             self.wakers[key].set()
 
 
-async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> Outcome:
+async def reconcile_once(rt: Runtime, body: Mapping[str, Any]) -> Outcome:
     started = time.monotonic()
     meta = body["metadata"]
     obs = await rt.observer.observe(body)
@@ -78,8 +78,9 @@ async def reconcile_once(rt: Runtime, body: dict[str, Any]) -> Outcome:
     return outcome
 
 
-async def run_model(rt: Runtime, body: dict[str, Any], stopped: Any,
-                    post_event: Callable[[Event], None], logger: logging.Logger) -> None:
+async def run_model(rt: Runtime, body: Mapping[str, Any], stopped: Any,
+                    post_event: Callable[[Event], None],
+                    logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
     waker = rt.waker(key)
@@ -108,7 +109,7 @@ async def run_model(rt: Runtime, body: dict[str, Any], stopped: Any,
         rt.wakers.pop(key, None)
 
 
-async def finalize_model(rt: Runtime, body: dict[str, Any],
+async def finalize_model(rt: Runtime, body: Mapping[str, Any],
                          post_event: Callable[[Event], None]) -> None:
     """Restore every Service the model took over; raises on API errors so kopf retries."""
     meta = body["metadata"]

@@ -70,7 +70,7 @@ def resolved_spec(doc: Document) -> MultiTaskModelSpec:
             value = task["data"].get(split)
             where = parse_location(value, doc.base_dir) if value else None
             if where is not None and where.is_local:
-                task["data"][split] = str(where.path.resolve())
+                task["data"][split] = str(where.file.resolve())
     return MultiTaskModelSpec.model_validate(data)
 
 

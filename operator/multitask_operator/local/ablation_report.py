@@ -95,7 +95,7 @@ def ablation_table(name: str, file: str, spec: MultiTaskModelSpec,
                 "steps": row["steps"], "trainSeconds": round(row["trainSeconds"], 2),
                 "stages": row["stages"]})
         first = by_seed[seeds[0]]
-        per_task = {}
+        per_task: dict[str, dict[str, Any]] = {}
         for task in tasks:
             served = [s for s in per_seed if task in s["scores"]]
             per_task[task] = {

@@ -44,10 +44,10 @@ def write_plots(facts: RunFacts, folder: Path) -> list[str]:
 
     # Training loss
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for stage, events in facts.curves.items():
+    for stage_name, events in facts.curves.items():
         points = [(e.step, e.loss) for e in events if e.loss is not None]
         if points:
-            ax.plot(*zip(*points, strict=True), label=stage)
+            ax.plot(*zip(*points, strict=True), label=stage_name)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("Training loss per stage")
@@ -58,9 +58,9 @@ def write_plots(facts: RunFacts, folder: Path) -> list[str]:
     # Scores against baselines
     rows = [t for t in facts.results.tasks if t.score is not None]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    xs = range(len(rows))
+    xs = list(range(len(rows)))
     ax.bar([x - 0.2 for x in xs], [t.baseline or 0 for t in rows], width=0.4, label="baseline")
-    ax.bar([x + 0.2 for x in xs], [t.score for t in rows], width=0.4, label="multi-task",
+    ax.bar([x + 0.2 for x in xs], [t.score or 0 for t in rows], width=0.4, label="multi-task",
            color=["tab:green" if t.qualified else "tab:red" for t in rows])
     for x, t in zip(xs, rows, strict=True):
         if t.baseline:

@@ -92,7 +92,8 @@ def _epochs_for(variant: str, steps: int, epoch_examples: int, batch: int) -> fl
 
 
 def _checked(name: str, data: dict[str, Any], counts: Mapping[str, int],
-             labels: Mapping[str, Sequence[str]] | None, budget: int | None, **info) -> Variant:
+             labels: Mapping[str, Sequence[str]] | None, budget: int | None,
+             **info: Any) -> Variant:
     spec = MultiTaskModelSpec.model_validate(data)
     plan = build_plan(spec, counts, labels)
     variant = Variant(name, spec, plan, **info)

@@ -135,14 +135,14 @@ def build_plan(
         )
 
     if recipe.train_baselines:
-        for task in tasks:
-            if not task.included or spec.task(task.name).baseline.score is not None:
+        for planned in tasks:
+            if not planned.included or spec.task(planned.name).baseline.score is not None:
                 continue
             # A baseline sees its task as often as a single-task model would in both stages.
-            epochs = recipe.stage2.epochs + (recipe.stage1.epochs if task.high_resource else 0)
+            epochs = recipe.stage2.epochs + (recipe.stage1.epochs if planned.high_resource else 0)
             stages.append(
-                _stage(f"baseline-{task.name}", "baseline", None, {task.name: 1.0}, counts,
-                       epochs, counts[task.name], spec, None)
+                _stage(f"baseline-{planned.name}", "baseline", None, {planned.name: 1.0}, counts,
+                       epochs, counts[planned.name], spec, None)
             )
 
     return Plan(

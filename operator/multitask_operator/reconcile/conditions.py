@@ -32,7 +32,8 @@ def set_condition(
         "status": value,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
+        "lastTransitionTime": now if changed or old is None else old.get("lastTransitionTime",
+                                                                            now),
         "observedGeneration": generation,
     }
     return [c for c in conditions if c.get("type") != kind] + [new]

@@ -26,6 +26,7 @@ from . import cutover, serving, steps
 from .actions import (
     PROGRESS_INTERVAL_S,
     ROLLOUT_INTERVAL_S,
+    Action,
     Apply,
     Create,
     Delete,
@@ -332,7 +333,7 @@ def _report_refusals(d: _Decision, blocked: dict[str, str]) -> None:
 
 
 def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
-             config: OperatorConfig) -> tuple[list, list[str], set[str], set[str],
+             config: OperatorConfig) -> tuple[list[Action], list[str], set[str], set[str],
                                               dict[str, str]]:
     """(patches for the cutover mode, tasks waiting for approval (Manual), Services taken over
     now, Services given back now, tasks whose cutover is refused with why)."""
@@ -342,7 +343,7 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
                                         obs.annotations)
     wanted = {t.service.name: t.name for t in spec.tasks
               if t.service and t.name in qualified and mode != Cutover.OFF}
-    actions: list = []
+    actions: list[Action] = []
     waiting: list[str] = []
     take: list[Patch] = []
     blocked: dict[str, str] = {}
@@ -365,10 +366,9 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
         take.append(cutover.take_over(service, obs.name))
     # Services taken over but no longer wanted (cutover Off, a task that stopped qualifying or
     # lost its service field) go back to their own pods.
-    restore = [cutover.restore(s, cutover.original(s, obs.name)) for name, s in
-               sorted(obs.services.items())
+    restore = [cutover.restore(s, record) for name, s in sorted(obs.services.items())
                if name not in wanted and name not in d.restored
-               and cutover.is_taken_over(s, obs.name)]
+               and (record := cutover.original(s, obs.name)) is not None]
     names = set(cutover.taken_over_names(obs.annotations))
     new_names = (names | {p.name for p in take}) - {p.name for p in restore}
     if take:
@@ -393,8 +393,8 @@ def _taken_over_patch(model: str, names: set[str]) -> Patch:
 
 
 def _restore_all(obs: Observed) -> list[Patch]:
-    return [cutover.restore(s, cutover.original(s, obs.name))
-            for _, s in sorted(obs.services.items()) if cutover.is_taken_over(s, obs.name)]
+    return [cutover.restore(s, record) for _, s in sorted(obs.services.items())
+            if (record := cutover.original(s, obs.name)) is not None]
 
 
 def finalize(obs: Observed) -> Outcome:

@@ -90,7 +90,7 @@ class Observed:
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for cond in obj.get("status", {}).get("conditions") or []:
         if cond.get("type") == kind and cond.get("status") == "True":
-            return cond
+            return dict(cond)
     return None
 
 
@@ -122,7 +122,7 @@ def termination_message(pods: list[dict[str, Any]]) -> str | None:
             for status in pod.get("status", {}).get("containerStatuses") or []:
                 terminated = (status.get("state") or {}).get("terminated") or {}
                 if terminated.get("message"):
-                    return terminated["message"]
+                    return str(terminated["message"])
     return None
 
 

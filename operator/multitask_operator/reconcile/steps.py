@@ -54,7 +54,9 @@ class Walk:
         return self.next_step is None and self.failed is None and self.problem is None
 
 
-def plan_from_prepare(spec: MultiTaskModelSpec, summary: StepSummary) -> tuple[Plan, dict]:
+def plan_from_prepare(
+    spec: MultiTaskModelSpec, summary: StepSummary
+) -> tuple[Plan, dict[str, list[str]]]:
     try:
         result = summary.result(PrepareResult)
     except ValidationError as err:

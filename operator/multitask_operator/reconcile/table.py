@@ -20,7 +20,9 @@ OWN_SERVICE = "own service"
 NONE = "none"  # no service of its own was named and the unified model does not serve it
 
 
-def evaluation(summary: StepSummary | None) -> tuple[dict[str, float], list[str], dict]:
+def evaluation(
+    summary: StepSummary | None,
+) -> tuple[dict[str, float], list[str], dict[str, float | None]]:
     """(scores, qualified task names, trained baselines) from the evaluate step's result."""
     if summary is None:
         return {}, [], {}

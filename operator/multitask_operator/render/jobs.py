@@ -124,8 +124,9 @@ def _env(spec: MultiTaskModelSpec) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(name: str, spec: MultiTaskModelSpec, revision: str) -> tuple[list, list]:
-    mounts = [
+def _volumes(name: str, spec: MultiTaskModelSpec,
+             revision: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    mounts: list[dict[str, Any]] = [
         {"name": "workspace", "mountPath": WORKSPACE_MOUNT},
         {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
         {"name": "shm", "mountPath": "/dev/shm"},
