@@ -97,7 +97,8 @@ async def test_a_shared_service_a_nan_loss_and_an_invalid_edit(tmp_path, monkeyp
         assert rows["sentiment"]["servedBy"] == "unified"
         assert rows["intent"]["qualified"] and rows["intent"]["servedBy"] == "own service"
         assert "already taken over by MultiTaskModel other" in rows["intent"]["cutoverBlocked"]
-        assert "not cut over: intent" in status["message"]
+        assert "not cut over: intent (Service intent-svc is already taken over by " \
+               "MultiTaskModel other" in status["message"]
         intent = await cluster.get("v1", "Service", "intent-svc")
         assert intent["spec"]["selector"] == OTHER_GATEWAY  # untouched
         assert json.loads(intent["metadata"]["annotations"][CUTOVER])["model"] == "other"

@@ -292,7 +292,11 @@ def test_a_service_another_model_took_over_is_refused_and_its_record_kept():
     assert "already taken over by MultiTaskModel other" in refused["intent"]
     warnings = [e for e in out.events if e.reason == "CutoverRefused"]
     assert warnings and warnings[0].type == "Warning" and "other" in warnings[0].message
-    assert out.status["phase"] == "Ready" and "not cut over: intent" in out.status["message"]
+    assert out.status["phase"] == "Ready"
+    assert "not cut over: intent (Service intent-svc is already taken over by MultiTaskModel " \
+           "other" in out.status["message"]
+    ready_condition = next(c for c in out.status["conditions"] if c["type"] == "Ready")
+    assert "MultiTaskModel other" in ready_condition["message"]
     # The same refusal on the next reconcile: the status says it, no new Event.
     again = ready(services=services, status=out.status)
     assert not [e for e in reconcile(again, CONFIG).events if e.reason == "CutoverRefused"]

@@ -317,8 +317,8 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     message = (f"serving {len(qualified)} of {len(spec.tasks)} tasks with revision {revision}; "
                f"cost saving {figures.get('costSaving', 'n/a')}")
     if blocked:
-        message += (f"; not cut over: {', '.join(sorted(blocked))} (see status.tasks[]."
-                    "cutoverBlocked)")
+        message += "; not cut over: " + "; ".join(
+            f"{task} ({why})" for task, why in sorted(blocked.items()))
     d.condition("Ready", True, "Ready", message)
     return d.finish(Phase.READY, message, "Ready")
 
