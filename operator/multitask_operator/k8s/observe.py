@@ -31,8 +31,8 @@ from ..reconcile.observed import (
     rank0,
     service_state,
 )
-from ..render import jobs as job_render
 from ..render import naming, runtimes
+from ..render import pod as trainer_pod
 from ..render.meta import MODEL_LABEL
 from .client import Client
 from .discovery import Discovery
@@ -79,7 +79,7 @@ class Observer:
         if not running:
             return None
         text = await self.client.log_tail(namespace, running[-1]["metadata"]["name"],
-                                          job_render.CONTAINER, LOG_LINES)
+                                          trainer_pod.CONTAINER, LOG_LINES)
         events = [e for e in map(parse_progress_line, text.splitlines()) if e is not None]
         return events[-1] if events else None
 
@@ -112,7 +112,7 @@ class Observer:
         if not spec.training.workspace.claim_name:
             obs.pvc_exists = await c.get("v1", "PersistentVolumeClaim", namespace,
                                          naming.workspace_name(name)) is not None
-        configmap = job_render.spec_configmap_name(name, revision)
+        configmap = trainer_pod.spec_configmap_name(name, revision)
         if await c.get("v1", "ConfigMap", namespace, configmap) is not None:
             obs.configmaps.add(configmap)
         for deployment_name in (naming.inference_name(name), naming.gateway_name(name)):

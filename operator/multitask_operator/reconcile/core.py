@@ -21,7 +21,7 @@ from ..api.spec import MultiTaskModelSpec
 from ..api.status import MultiTaskModelStatus
 from ..config import OperatorConfig, image_refusal
 from ..loader import validation_problems
-from ..render import gateway, jobs, runtimes
+from ..render import gateway, jobs, pod, runtimes
 from . import cutover, serving, steps
 from .actions import (
     PROGRESS_INTERVAL_S,
@@ -135,7 +135,7 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     if not spec.training.workspace.claim_name and not obs.pvc_exists:
         d.out.actions.append(Create(jobs.render_workspace_pvc(
             obs.name, obs.namespace, obs.uid, spec, config)))
-    if jobs.spec_configmap_name(obs.name, revision) not in obs.configmaps:
+    if pod.spec_configmap_name(obs.name, revision) not in obs.configmaps:
         d.out.actions.append(Create(jobs.render_spec_configmap(
             obs.name, obs.namespace, obs.uid, spec, revision)))
     if walk.plan is not None:

@@ -28,6 +28,7 @@ from .meta import (
     rolling_deployment,
     scrape_annotations,
 )
+from .pod import RESTRICTED_CONTAINER, restricted_pod
 from .scaling import (
     GATEWAY_MIN_AVAILABLE,
     GATEWAY_MIN_REPLICAS,
@@ -143,12 +144,8 @@ def render_gateway_deployment(
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True,
+                            "runAsNonRoot": True},
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
@@ -160,12 +157,7 @@ def render_gateway_deployment(
         **scrape_annotations(PORT),
     }
     pod_spec = {
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": GATEWAY_UID,
-            "runAsGroup": GATEWAY_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod(GATEWAY_UID, fs_group=False),
         "automountServiceAccountToken": False,  # it never calls the API server
         "topologySpreadConstraints": topology_spread(name, COMPONENT),
         "containers": [container],

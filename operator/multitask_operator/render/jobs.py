@@ -21,13 +21,17 @@ from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from . import naming
 from .meta import REVISION_ANNOTATION, object_meta
+from .pod import (
+    CONTAINER,
+    SPEC_KEY,
+    SPEC_MOUNT,
+    WORKSPACE_MOUNT,
+    pod_spec,
+    spec_configmap_name,
+    trainer_container,
+)
 
 COMPONENT = "trainer"
-CONTAINER = "trainer"
-WORKSPACE_MOUNT = "/workspace"
-SPEC_MOUNT = "/etc/mtm-spec"
-SPEC_KEY = "model.yaml"
-PVC_ROOT = "/mnt/pvc"  # the trainer reads pvc://CLAIM/PATH at $MTM_PVC_ROOT/CLAIM/PATH
 STEP_LABEL = "multitask.ai/step"
 REVISION_LABEL = "multitask.ai/revision"
 STEP_ANNOTATION = "multitask.ai/step"
@@ -37,7 +41,6 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # fails the Job at once instead of burning the retries.
 BACKOFF_LIMIT = 2
 BAD_INPUT_EXIT_CODE = 2
-SHM_SIZE = "8Gi"  # DataLoader workers and NCCL exchange tensors through /dev/shm
 MAX_NAME = 63  # Job names become the batch.kubernetes.io/job-name label value
 # torchrun that exits with the trainer's exit code (multitask_trainer/launch.py), so that the
 # podFailurePolicy below still sees bad input (exit 2) from a step run by several processes.
@@ -61,10 +64,6 @@ def job_name(name: str, step: str, revision: str, limit: int = MAX_NAME) -> str:
     return f"{name[:limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
-def spec_configmap_name(name: str, revision: str) -> str:
-    return f"{name}-spec-{revision}"
-
-
 def trainer_args(step: str, revision: str) -> list[str]:
     """The trainer's command line for `step`: prepare, evaluate, export or a plan stage name."""
     workspace = f"{WORKSPACE_MOUNT}/{naming.revision_dir(revision)}"
@@ -83,127 +82,6 @@ def training_args(spec: MultiTaskModelSpec, step: str, revision: str) -> list[st
     if spec.training.fsdp and step not in SINGLE_POD_STEPS:
         args.append("--fsdp")
     return args
-
-
-def data_claims(spec: MultiTaskModelSpec) -> list[str]:
-    """Claims named by pvc:// data locations; each is mounted read-only under /mnt/pvc."""
-    claims = set()
-    for task in spec.tasks:
-        for value in (task.data.train, task.data.eval):
-            if value and value.startswith("pvc://"):
-                claims.add(value[len("pvc://"):].split("/", 1)[0])
-    return sorted(claims)
-
-
-def _resources(spec: MultiTaskModelSpec) -> dict[str, Any]:
-    wanted = spec.training.resources
-    amounts: dict[str, str] = {"memory": wanted.memory}
-    if wanted.gpus:
-        amounts["nvidia.com/gpu"] = str(wanted.gpus)
-    requests = dict(amounts)
-    if wanted.cpu:
-        requests["cpu"] = wanted.cpu
-    # Memory and GPUs are limits too (a GPU must be); CPU is not, so that data loading may burst.
-    return {"requests": requests, "limits": amounts}
-
-
-def _env(spec: MultiTaskModelSpec) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        # Progress lines must reach the log as they happen, not when a buffer fills.
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-        {"name": "MTM_PVC_ROOT", "value": PVC_ROOT},
-        # One download cache per workspace: every step and revision reuses the base model.
-        {"name": "HF_HOME", "value": f"{WORKSPACE_MOUNT}/.cache/huggingface"},
-    ]
-    secret = spec.base_model.hf_token_secret
-    if secret:
-        env.append({
-            "name": "HF_TOKEN",
-            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
-        })
-    return env
-
-
-def _volumes(name: str, spec: MultiTaskModelSpec,
-             revision: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    mounts: list[dict[str, Any]] = [
-        {"name": "workspace", "mountPath": WORKSPACE_MOUNT},
-        {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
-        {"name": "shm", "mountPath": "/dev/shm"},
-    ]
-    volumes: list[dict[str, Any]] = [
-        {
-            "name": "workspace",
-            "persistentVolumeClaim": {"claimName": naming.workspace_claim(name, spec)},
-        },
-        {"name": "spec", "configMap": {"name": spec_configmap_name(name, revision)}},
-        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
-    ]
-    for i, claim in enumerate(data_claims(spec)):
-        mounts.append({"name": f"data-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
-        volumes.append(
-            {"name": f"data-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-        )
-    return mounts, volumes
-
-
-# The restricted Pod Security Standard: a namespace that enforces it admits trainer pods. The
-# trainer image runs as uid 1000 (trainer-image/Dockerfile); fsGroup makes a fresh workspace
-# claim writable by it.
-TRAINER_UID = 1000
-POD_SECURITY: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": TRAINER_UID,
-    "runAsGroup": TRAINER_UID,
-    "fsGroup": TRAINER_UID,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-}
-
-
-def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command: list[str],
-                      name: str, revision: str,
-                      extra_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The trainer container running `command`, with the spec's resources, env and mounts."""
-    mounts, _ = _volumes(name, spec, revision)
-    return {
-        "name": CONTAINER,
-        "image": config.trainer_image,
-        "imagePullPolicy": config.image_pull_policy,
-        "command": command,
-        "env": _env(spec) + list(extra_env or []),
-        "resources": _resources(spec),
-        "volumeMounts": mounts,
-        # The trainer writes its JSON summary there; if it dies before it can (OOM, a segfault),
-        # the end of its log is the best message the operator can show instead.
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": CONTAINER_SECURITY,
-    }
-
-
-def pod_spec(name: str, spec: MultiTaskModelSpec, revision: str,
-             containers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The pod spec every trainer pod shares: volumes, placement, no API token, no restarts."""
-    training = spec.training
-    _, volumes = _volumes(name, spec, revision)
-    out: dict[str, Any] = {
-        "restartPolicy": "Never",  # the Job retries with a new pod; needed by podFailurePolicy
-        "containers": containers,
-        "volumes": volumes,
-        # The trainer never calls the API server: progress goes to its log, results to the
-        # termination message, so its pods get no token at all.
-        "automountServiceAccountToken": False,
-        "securityContext": POD_SECURITY,
-    }
-    if training.resources.node_selector:
-        out["nodeSelector"] = dict(training.resources.node_selector)
-    if training.resources.tolerations:
-        out["tolerations"] = [t.to_wire() for t in training.resources.tolerations]
-    return out
 
 
 def pod_failure_policy() -> dict[str, Any]:

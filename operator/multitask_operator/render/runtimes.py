@@ -28,6 +28,7 @@ from ..api.common import Runtime
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from . import jobs
+from . import pod as pods
 
 JOBSET_API = "jobset.x-k8s.io/v1alpha2"
 TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
@@ -98,9 +99,9 @@ def _indexed_job_spec(name: str, spec: MultiTaskModelSpec, revision: str, step: 
                       subdomain: str | None, backoff: int) -> dict[str, Any]:
     nodes = spec.training.nodes
     command = torchrun_command(spec, step, revision, f"$({NODE_RANK_ENV})", master)
-    container = jobs.trainer_container(spec, config, command, name, revision, _rank_env())
+    container = pods.trainer_container(spec, config, command, name, revision, _rank_env())
     container["ports"] = [{"name": "rendezvous", "containerPort": MASTER_PORT}]
-    pod = jobs.pod_spec(name, spec, revision, [container])
+    pod = pods.pod_spec(name, spec, revision, [container])
     if subdomain:
         pod["subdomain"] = subdomain
     return {
@@ -191,8 +192,8 @@ def render_trainjob(name: str, namespace: str, uid: str, spec: MultiTaskModelSpe
     training = spec.training
     command = torchrun_command(spec, step, revision, "$(PET_NODE_RANK)", "$(PET_MASTER_ADDR)",
                                "$(PET_MASTER_PORT)")
-    container = jobs.trainer_container(spec, config, command, name, revision)
-    pod = jobs.pod_spec(name, spec, revision, [container])
+    container = pods.trainer_container(spec, config, command, name, revision)
+    pod = pods.pod_spec(name, spec, revision, [container])
     pod_patch: dict[str, Any] = {
         "volumes": pod["volumes"],
         # The runtime's own pod template decides the token (the patch cannot set it).

@@ -24,6 +24,7 @@ from .meta import (
     rolling_deployment,
     scrape_annotations,
 )
+from .pod import RESTRICTED_CONTAINER, restricted_pod
 from .scaling import topology_spread
 from .tasks import RoutedTask, adapter_groups
 
@@ -154,21 +155,12 @@ def render_inference_deployment(
             {"name": "data", "mountPath": "/data"},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
-        securityContext={
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        securityContext=RESTRICTED_CONTAINER,
     )
     pod_spec: dict[str, Any] = {
         # Both images run as root by default but work as any user once HOME, HF_HOME and /tmp
         # are writable, which the emptyDirs below provide.
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": ENGINE_UID,
-            "runAsGroup": ENGINE_UID,
-            "fsGroup": ENGINE_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod(ENGINE_UID),
         "topologySpreadConstraints": topology_spread(name, COMPONENT),
         # The engines never call the Kubernetes API: no token in their pods.
         "automountServiceAccountToken": False,
