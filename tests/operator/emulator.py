@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import itertools
 import json
 import uuid
@@ -104,6 +105,8 @@ class Emulator(KubernetesEmulator):
     calls: set = attrs.field(factory=set)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1))
     crds: frozenset = attrs.field(factory=frozenset)  # names from RUNTIME_CRDS to serve
+    # Server-side apply: (resource, namespace, name, field manager) -> the object last applied.
+    applied: dict = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -145,10 +148,28 @@ class Emulator(KubernetesEmulator):
                 "code": 400, "reason": "BadRequest",
                 "message": f"the request body is not valid JSON: {invalid}"}, status=400)
         if request.resource is not None and isinstance(request.data, dict):
+            if "apply-patch" in request.headers.get("Content-Type", ""):
+                self._server_side_apply(request)
             # kmock matches requests to reactions by identity, so the (frozen) request is
             # changed in place rather than replaced by a copy.
             object.__setattr__(request, "data", self._prepare(request))
         return await super()._handle(request)
+
+    def _server_side_apply(self, request: Any) -> None:
+        """What the API server does with an apply patch, as far as the operator relies on it:
+        a missing object is created; otherwise every field the same field manager applied
+        before and this object no longer has is removed (lists are atomic, as the operator's
+        are), and the rest is merged."""
+        manager = request.params.get("fieldManager")
+        assert manager, "server-side apply needs a fieldManager"
+        key = (request.resource, request.namespace, request.name, manager)
+        previous = self.applied.get(key)
+        self.applied[key] = copy.deepcopy(request.data)
+        if self._current(request) is None:
+            object.__setattr__(request, "action", action.CREATE)
+            return
+        if previous is not None:
+            object.__setattr__(request, "data", _with_removals(previous, request.data))
 
     def _record(self, request: Any) -> None:
         # Discovery (no plural) is open to every authenticated user: no RBAC rule needed.
@@ -206,6 +227,15 @@ class Emulator(KubernetesEmulator):
             if isinstance(event, dict) and not matches(_labels(event.get("object")), wanted):
                 continue
             yield event
+
+
+def _with_removals(previous: Any, current: Any) -> Any:
+    """`current` plus a None (merge-patch deletion) for every key `previous` had and it lacks."""
+    if not isinstance(previous, dict) or not isinstance(current, dict):
+        return current
+    out = {key: _with_removals(previous.get(key), value) for key, value in current.items()}
+    out.update({key: None for key in previous if key not in current})
+    return out
 
 
 def _not_json(body: Any) -> str | None:

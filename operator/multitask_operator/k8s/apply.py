@@ -1,13 +1,18 @@
 """Carry out a reconcile `Outcome`: create, apply, patch and delete objects, patch the status.
 
 Creation is idempotent by name: 409 Conflict means the object was created before (by this
-operator before a restart) and counts as success. `Apply` patches an existing object only when
-it differs from the rendered one, so an unchanged Deployment is never touched; `Absent` deletes
-an object the spec no longer wants, only if it is there and owned by the model.
+operator before a restart) and counts as success. `Apply` is server-side apply under the
+operator's field manager, so that a field the renderer stops producing is removed from the
+cluster (a merge patch would leave it); it is skipped only when this process applied the very
+same object before and the cluster still holds all of it, so an unchanged Deployment is not
+written on every reconcile and a drifted one is put back. `Absent` deletes an object the spec no
+longer wants, only if it is there and owned by the model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from ..api.resource import API_VERSION, KIND
@@ -35,16 +40,17 @@ async def create(client: Client, obj: dict) -> None:
             raise
 
 
-async def apply(client: Client, obj: dict) -> bool:
-    """Create or update `obj`; True if anything was written."""
+async def apply(client: Client, obj: dict[str, Any]) -> bool:
+    """Create or update `obj` (server-side apply); True if anything was written."""
     meta = obj["metadata"]
-    current = await client.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-    if current is None:
-        await create(client, obj)
-        return True
-    if contains(current, obj):
-        return False
-    await client.patch(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"], obj)
+    key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+    if client.applied.get(key) == digest:
+        current = await client.get(*key)
+        if current is not None and contains(current, obj):
+            return False
+    await client.apply(obj)
+    client.applied[key] = digest
     return True
 
 

@@ -40,6 +40,7 @@ PLURALS: dict[tuple[str, str], str] = {
 }
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 USER_AGENT = f"multitask-operator/{__version__}"
+FIELD_MANAGER = "multitask-operator"  # server-side apply: the owner of what it renders
 
 
 class ApiError(Exception):
@@ -99,6 +100,8 @@ class Client:
         self._headers = headers or {}
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        # (apiVersion, kind, namespace, name) -> digest of the object last applied by this process
+        self.applied: dict[tuple[str, str, str, str], str] = {}
 
     @classmethod
     def from_connection(cls, info: Any) -> Client:
@@ -160,6 +163,18 @@ class Client:
         url = path(api_version, kind, namespace, name) + (f"/{subresource}" if subresource else "")
         return await self._request("PATCH", url, json=patch,
                                    content_type="application/merge-patch+json")
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of `obj` (created if missing) as the operator's field manager. The
+        API server removes every field this manager set before and `obj` no longer has, which a
+        merge patch never does; `force` takes over fields another manager changed, because the
+        rendered objects are the operator's to define."""
+        meta = obj["metadata"]
+        url = path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        result: dict[str, Any] = await self._request(
+            "PATCH", url, json=obj, params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content_type="application/apply-patch+yaml")  # JSON is YAML
+        return result
 
     async def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         # Background: the Job object goes at once (its name is free for a retry), its pods after.
