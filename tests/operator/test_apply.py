@@ -45,3 +45,29 @@ async def test_a_dropped_field_is_removed_and_an_unchanged_object_is_left_alone(
             assert {call[3] for call in emulator.calls} >= {"patch", "get"}
         finally:
             await client.close()
+
+
+async def test_turning_autoscaling_on_keeps_the_replica_count():
+    """A Deployment applied with 3 replicas, then rendered without a count (an HPA owns it):
+    the apply keeps the cluster's count instead of letting it fall to the default of 1."""
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "demo-inference", "namespace": "ml"},
+                  "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "demo"}},
+                           "template": {"metadata": {"labels": {"app": "demo"}},
+                                        "spec": {"containers": [{"name": "tgi",
+                                                                 "image": "tgi"}]}}}}
+    emulator = Emulator()
+    async with emulator, Server(emulator) as server:
+        client = Client(str(server.url).rstrip("/"))
+        try:
+            await apply(client, copy.deepcopy(deployment))
+            # The HPA scales it to 5 through the scale subresource (a plain update here).
+            await client.patch("apps/v1", "Deployment", "ml", "demo-inference",
+                               {"spec": {"replicas": 5}})
+            autoscaled = copy.deepcopy(deployment)
+            del autoscaled["spec"]["replicas"]
+            await apply(client, autoscaled)
+            current = await client.get("apps/v1", "Deployment", "ml", "demo-inference")
+            assert current["spec"]["replicas"] == 5
+        finally:
+            await client.close()

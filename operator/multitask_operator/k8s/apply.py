@@ -45,10 +45,19 @@ async def apply(client: Client, obj: dict[str, Any]) -> bool:
     meta = obj["metadata"]
     key = (obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
     digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-    if client.applied.get(key) == digest:
+    autoscaled = obj["kind"] == "Deployment" and "replicas" not in obj.get("spec", {})
+    current = None
+    if client.applied.get(key) == digest or autoscaled:
         current = await client.get(*key)
-        if current is not None and contains(current, obj):
+        if client.applied.get(key) == digest and current is not None and contains(current, obj):
             return False
+    replicas = ((current or {}).get("spec") or {}).get("replicas")
+    if autoscaled and replicas is not None:
+        # An HorizontalPodAutoscaler owns the count. Leaving replicas out of an apply would
+        # delete a count this manager set before (when autoscaling was off), and the
+        # Deployment would drop to 1 replica until the HPA scales it back: keep the count the
+        # cluster has (the HPA's choice), which changes nothing.
+        obj = {**obj, "spec": {**obj["spec"], "replicas": replicas}}
     await client.apply(obj)
     client.applied[key] = digest
     return True

@@ -104,8 +104,9 @@ def rolling_deployment(
     (maxSurge 1, maxUnavailable 0: a rollout needs room for one extra pod, GPUs included).
 
     `replicas` None leaves the count out: a HorizontalPodAutoscaler owns it, and writing it here
-    would reset the HPA's choice on every reconcile (the operator merge-patches what it renders,
-    so a key left out is left alone, and turning autoscaling off sets it again)."""
+    would reset the HPA's choice on every reconcile (k8s/apply.py applies the count the cluster
+    has instead, so that turning autoscaling on never drops the Deployment to one replica;
+    turning it off sets the spec's count again)."""
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(owner, component)},
         "strategy": {
