@@ -16,6 +16,7 @@ import pytest
 from multitask_operator.api.spec import MultiTaskModelSpec
 from multitask_operator.config import OperatorConfig
 from multitask_operator.render import gateway, runtimes
+from multitask_operator.render.meta import Owner
 from multitask_operator.render.serving import render_inference_deployment
 from multitask_operator.render.tasks import RoutedTask
 
@@ -79,7 +80,7 @@ def _job_pods(obj: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("step", STEPS)
 def test_training_pods_are_restricted_and_tokenless(runtime, nodes, step):
     spec = _spec(runtime=runtime, nodes=nodes, resources={"gpus": 1})
-    objects = runtimes.render_step("demo", "ml", "uid", spec, "rev1", step, CONFIG)
+    objects = runtimes.render_step(Owner("demo", "ml", "uid"), spec, "rev1", step, CONFIG)
     pods = [pod for obj in objects for pod in _job_pods(obj)]
     assert pods
     for pod in pods:
@@ -90,7 +91,7 @@ def test_training_pods_are_restricted_and_tokenless(runtime, nodes, step):
 
 def test_a_trainjob_patches_the_same_security_into_the_runtimes_pods():
     spec = _spec(runtime="kubeflow", nodes=2, resources={"gpus": 1})
-    [trainjob] = runtimes.render_step("demo", "ml", "uid", spec, "rev1", "stage2", CONFIG)
+    [trainjob] = runtimes.render_step(Owner("demo", "ml", "uid"), spec, "rev1", "stage2", CONFIG)
     patch = trainjob["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"][
         "replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
     assert patch["securityContext"]["runAsNonRoot"] is True
@@ -101,10 +102,11 @@ def test_a_trainjob_patches_the_same_security_into_the_runtimes_pods():
 def test_inference_and_gateway_pods_are_restricted_and_tokenless():
     spec = _spec()
     tasks = [RoutedTask("intent", "classification", "Classify.", ("a", "b"))]
-    inference = render_inference_deployment("demo", "ml", "uid", spec, "rev1", tasks, CONFIG)
-    configmap = gateway.render_gateway_configmap("demo", "ml", "uid", spec, "rev1", tasks,
+    owner = Owner("demo", "ml", "uid")
+    inference = render_inference_deployment(owner, spec, "rev1", tasks, CONFIG)
+    configmap = gateway.render_gateway_configmap(owner, spec, "rev1", tasks,
                                                  {"prefix": "", "suffix": ""})
-    gw = gateway.render_gateway_deployment("demo", "ml", "uid", spec, "rev1", configmap, CONFIG)
+    gw = gateway.render_gateway_deployment(owner, spec, "rev1", configmap, CONFIG)
     for deployment in (inference, gw):
         pod = deployment["spec"]["template"]["spec"]
         assert restricted_violations(pod) == [], deployment["metadata"]["name"]

@@ -10,6 +10,7 @@ from multitask_operator.config import OperatorConfig
 from multitask_operator.loader import load_file
 from multitask_operator.reconcile import reconcile, training_revision
 from multitask_operator.render import jobs
+from multitask_operator.render.meta import Owner
 
 from . import factories as f
 
@@ -28,7 +29,7 @@ def valid(obj):
 
 class TestJob:
     def render(self, step="stage2", **changes):
-        return valid(jobs.render_job("demo", "ml", "uid", model(**changes), "abcd1234", step,
+        return valid(jobs.render_job(Owner("demo", "ml", "uid"), model(**changes), "abcd1234", step,
                                      CONFIG))
 
     def container(self, job):
@@ -114,7 +115,7 @@ class TestJobName:
 class TestWorkspacePvc:
     def test_size_and_storage_class(self):
         pvc = valid(jobs.render_workspace_pvc(
-            "demo", "ml", "uid", model(training={"workspace": {"size": "50Gi",
+            Owner("demo", "ml", "uid"), model(training={"workspace": {"size": "50Gi",
                                                                "storageClassName": "fast"}}),
             CONFIG))
         assert pvc["spec"]["resources"]["requests"]["storage"] == "50Gi"
@@ -123,14 +124,14 @@ class TestWorkspacePvc:
 
     def test_operator_default_storage_class(self):
         config = OperatorConfig(workspace_storage_class="standard")
-        pvc = valid(jobs.render_workspace_pvc("demo", "ml", "uid", model(), config))
+        pvc = valid(jobs.render_workspace_pvc(Owner("demo", "ml", "uid"), model(), config))
         assert pvc["spec"]["storageClassName"] == "standard"
 
 
 class TestSpecConfigMap:
     def test_holds_a_document_the_trainer_loads(self, tmp_path):
         spec = model()
-        cm = valid(jobs.render_spec_configmap("demo", "ml", "uid", spec, "abcd1234"))
+        cm = valid(jobs.render_spec_configmap(Owner("demo", "ml", "uid"), spec, "abcd1234"))
         assert cm["immutable"] is True
         path = tmp_path / "model.yaml"
         path.write_text(cm["data"]["model.yaml"])

@@ -23,6 +23,7 @@ import yaml
 from multitask_operator.api.spec import MultiTaskModelSpec
 from multitask_operator.config import OperatorConfig
 from multitask_operator.render import jobs, runtimes
+from multitask_operator.render.meta import Owner
 
 from . import factories as f
 
@@ -66,7 +67,7 @@ def model(nodes=4, runtime="jobset", **training) -> MultiTaskModelSpec:
 
 
 def render(spec: MultiTaskModelSpec, step="stage2", name="demo") -> list[dict[str, Any]]:
-    return runtimes.render_step(name, "ml", "uid", spec, "abcd1234", step, CONFIG)
+    return runtimes.render_step(Owner(name, "ml", "uid"), spec, "abcd1234", step, CONFIG)
 
 
 def pod_of(template: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +211,7 @@ class TestTrainJob:
 
     def test_runtime_name_comes_from_the_operator_config(self):
         config = OperatorConfig.from_env({"MTM_KUBEFLOW_RUNTIME": "torch-h100"})
-        trainjob = runtimes.render_trainjob("demo", "ml", "uid", model(runtime="kubeflow"),
+        trainjob = runtimes.render_trainjob(Owner("demo", "ml", "uid"), model(runtime="kubeflow"),
                                             "abcd1234", "stage2", config)
         assert trainjob["spec"]["runtimeRef"]["name"] == "torch-h100"
 

@@ -23,10 +23,12 @@ from multitask_operator.render import (
     render_inference_service,
 )
 from multitask_operator.render.gateway import CONFIG_HASH_ANNOTATION, CONFIG_KEY
+from multitask_operator.render.meta import Owner
 
 from tests.conftest import MINIMAL_SPEC
 
 NAME, NS, UID, REV = "support", "ml", "0b6f5b1e-1c1a-4c8e-9d55-2f0a3d4e5f60", "1a2b3c4d"
+OWNER = Owner(NAME, NS, UID)
 K8S = "1.35.0"
 
 TASKS = [
@@ -92,7 +94,7 @@ class TestNaming:
 class TestTgiDeployment:
     def render(self, spec=None, tasks=TASKS, config=None) -> dict:
         spec, config = spec or make_spec(), config or OperatorConfig()
-        return valid(render_inference_deployment(NAME, NS, UID, spec, REV, tasks, config))
+        return valid(render_inference_deployment(OWNER, spec, REV, tasks, config))
 
     def test_merged_model_from_the_revision_export(self):
         deployment = self.render()
@@ -169,8 +171,8 @@ class TestTgiDeployment:
         assert "replicas" not in scaled["spec"]
 
     def test_selector_ignores_the_revision(self):
-        one = render_inference_deployment(NAME, NS, UID, make_spec(), "r1", TASKS, OperatorConfig())
-        two = render_inference_deployment(NAME, NS, UID, make_spec(), "r2", TASKS, OperatorConfig())
+        one = render_inference_deployment(OWNER, make_spec(), "r1", TASKS, OperatorConfig())
+        two = render_inference_deployment(OWNER, make_spec(), "r2", TASKS, OperatorConfig())
         assert one["spec"]["selector"] == two["spec"]["selector"]
         selector = one["spec"]["selector"]["matchLabels"]
         assert selector.items() <= one["spec"]["template"]["metadata"]["labels"].items()
@@ -179,7 +181,7 @@ class TestTgiDeployment:
 class TestVllmDeployment:
     def render(self, spec, tasks=TASKS) -> dict:
         config = OperatorConfig(vllm_image="vllm/vllm-openai:v9")
-        return valid(render_inference_deployment(NAME, NS, UID, spec, REV, tasks, config))
+        return valid(render_inference_deployment(OWNER, spec, REV, tasks, config))
 
     def test_merged_model(self):
         vllm = container(self.render(make_spec(serving={"engine": "vllm"})))
@@ -207,18 +209,18 @@ class TestVllmDeployment:
 
 class TestInferenceService:
     def test_service(self):
-        service = valid(render_inference_service(NAME, NS, UID))
+        service = valid(render_inference_service(OWNER))
         check_ownership(service, "inference")
         assert service["metadata"]["name"] == f"{NAME}-inference"
         assert service["spec"]["ports"][0]["targetPort"] == "http"
-        deployment = render_inference_deployment(NAME, NS, UID, make_spec(), REV, TASKS,
+        deployment = render_inference_deployment(OWNER, make_spec(), REV, TASKS,
                                                  OperatorConfig())
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
 class TestGatewayConfigMap:
     def render(self, tasks=TASKS, spec=None, fmt=PLAIN) -> dict:
-        return valid(render_gateway_configmap(NAME, NS, UID, spec or make_spec(), REV, tasks, fmt))
+        return valid(render_gateway_configmap(OWNER, spec or make_spec(), REV, tasks, fmt))
 
     def test_the_gateway_reads_what_is_rendered(self):
         configmap = self.render()
@@ -257,8 +259,8 @@ class TestGatewayConfigMap:
 class TestGatewayDeployment:
     def render(self, tasks=TASKS, engine="tgi") -> dict:
         spec = make_spec(serving={"engine": engine})
-        configmap = render_gateway_configmap(NAME, NS, UID, spec, REV, tasks, PLAIN)
-        return valid(render_gateway_deployment(NAME, NS, UID, spec, REV, configmap,
+        configmap = render_gateway_configmap(OWNER, spec, REV, tasks, PLAIN)
+        return valid(render_gateway_deployment(OWNER, spec, REV, configmap,
                                                OperatorConfig(gateway_image="gw:1")))
 
     def test_command_points_at_the_inference_service(self):
@@ -294,8 +296,8 @@ class TestGatewayDeployment:
     def test_service_and_pdb_select_the_gateway_pods(self):
         deployment = self.render()
         pods = deployment["spec"]["template"]["metadata"]["labels"]
-        service = valid(render_gateway_service(NAME, NS, UID))
-        pdb = valid(render_gateway_pdb(NAME, NS, UID))
+        service = valid(render_gateway_service(OWNER))
+        pdb = valid(render_gateway_pdb(OWNER))
         check_ownership(service, "gateway")
         check_ownership(pdb, "gateway")
         assert service["spec"]["selector"].items() <= pods.items()

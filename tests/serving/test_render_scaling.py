@@ -23,18 +23,18 @@ from multitask_operator.render import (
 )
 from multitask_operator.render.scaling import QUEUE_METRICS, quantity
 
-from tests.serving.test_render import NAME, NS, REV, TASKS, UID, check_ownership, make_spec, valid
+from tests.serving.test_render import NAME, OWNER, REV, TASKS, check_ownership, make_spec, valid
 
 AUTOSCALED = {"autoscaling": {"minReplicas": 2, "maxReplicas": 6, "targetQueueSize": 4}}
 
 
 def inference(spec) -> dict:
-    return valid(render_inference_deployment(NAME, NS, UID, spec, REV, TASKS, OperatorConfig()))
+    return valid(render_inference_deployment(OWNER, spec, REV, TASKS, OperatorConfig()))
 
 
 def gateway(spec) -> dict:
-    configmap = render_gateway_configmap(NAME, NS, UID, spec, REV, TASKS, PLAIN)
-    return valid(render_gateway_deployment(NAME, NS, UID, spec, REV, configmap,
+    configmap = render_gateway_configmap(OWNER, spec, REV, TASKS, PLAIN)
+    return valid(render_gateway_deployment(OWNER, spec, REV, configmap,
                                            OperatorConfig()))
 
 
@@ -81,13 +81,13 @@ class TestQueueMetrics:
 
 class TestInferenceHpa:
     def test_none_without_autoscaling(self):
-        assert render_inference_hpa(NAME, NS, UID, make_spec(serving={"replicas": 3})) is None
+        assert render_inference_hpa(OWNER, make_spec(serving={"replicas": 3})) is None
 
     @pytest.mark.parametrize(("engine", "metric"), [
         ("tgi", "tgi_queue_size"), ("vllm", "vllm_num_requests_waiting")])
     def test_scales_the_deployment_on_the_engine_queue(self, engine, metric):
         spec = make_spec(serving={"engine": engine, **AUTOSCALED})
-        hpa = valid(render_inference_hpa(NAME, NS, UID, spec))
+        hpa = valid(render_inference_hpa(OWNER, spec))
         check_ownership(hpa, "inference")
         assert hpa["metadata"]["name"] == f"{NAME}-inference"
         assert scales(hpa, inference(spec))
@@ -99,11 +99,11 @@ class TestInferenceHpa:
 
     def test_fractional_queue_target(self):
         spec = make_spec(serving={"autoscaling": {"maxReplicas": 2, "targetQueueSize": 0.5}})
-        target = valid(render_inference_hpa(NAME, NS, UID, spec))["spec"]["metrics"][0]
+        target = valid(render_inference_hpa(OWNER, spec))["spec"]["metrics"][0]
         assert target["pods"]["target"]["averageValue"] == "500m"
 
     def test_scales_down_slowly_one_replica_at_a_time(self):
-        hpa = render_inference_hpa(NAME, NS, UID, make_spec(serving=AUTOSCALED))
+        hpa = render_inference_hpa(OWNER, make_spec(serving=AUTOSCALED))
         down = hpa["spec"]["behavior"]["scaleDown"]
         # Longer than a replica takes to load its weights (Kubernetes' default is 300 s).
         assert down["stabilizationWindowSeconds"] >= 600
@@ -119,12 +119,12 @@ class TestInferenceHpa:
 class TestGatewayHpa:
     def test_none_without_autoscaling_and_two_fixed_replicas(self):
         spec = make_spec(serving={"replicas": 4})
-        assert render_gateway_hpa(NAME, NS, UID, spec) is None
+        assert render_gateway_hpa(OWNER, spec) is None
         assert gateway(spec)["spec"]["replicas"] == 2
 
     def test_scales_the_gateway_on_cpu(self):
         spec = make_spec(serving=AUTOSCALED)
-        hpa = valid(render_gateway_hpa(NAME, NS, UID, spec))
+        hpa = valid(render_gateway_hpa(OWNER, spec))
         check_ownership(hpa, "gateway")
         deployment = gateway(spec)
         assert scales(hpa, deployment)
@@ -139,7 +139,7 @@ class TestGatewayHpa:
 
     def test_never_fewer_than_two_gateways(self):
         spec = make_spec(serving={"autoscaling": {"minReplicas": 1, "maxReplicas": 1}})
-        hpa = valid(render_gateway_hpa(NAME, NS, UID, spec))
+        hpa = valid(render_gateway_hpa(OWNER, spec))
         assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 2)
 
 
@@ -147,13 +147,13 @@ class TestDisruptionBudgets:
     @pytest.mark.parametrize("serving", [{}, {"replicas": 1},
                                          {"autoscaling": {"minReplicas": 1, "maxReplicas": 1}}])
     def test_no_inference_budget_for_a_single_replica(self, serving):
-        assert render_inference_pdb(NAME, NS, UID, make_spec(serving=serving)) is None
+        assert render_inference_pdb(OWNER, make_spec(serving=serving)) is None
 
     @pytest.mark.parametrize("serving", [{"replicas": 3},
                                          {"autoscaling": {"minReplicas": 1, "maxReplicas": 4}}])
     def test_one_inference_replica_down_at_a_time(self, serving):
         spec = make_spec(serving=serving)
-        pdb = valid(render_inference_pdb(NAME, NS, UID, spec))
+        pdb = valid(render_inference_pdb(OWNER, spec))
         check_ownership(pdb, "inference")
         assert pdb["metadata"]["name"] == f"{NAME}-inference"
         assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
@@ -163,7 +163,7 @@ class TestDisruptionBudgets:
 
     def test_gateway_budget(self):
         spec = make_spec(serving=AUTOSCALED)
-        pdb = valid(render_gateway_pdb(NAME, NS, UID))
+        pdb = valid(render_gateway_pdb(OWNER))
         # Half of the pods the HPA wants: one of two, three of six; the key earlier versions
         # set (minAvailable: 1), so that a merge patch never leaves both keys on the budget.
         assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]

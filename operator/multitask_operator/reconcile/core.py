@@ -134,10 +134,10 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
 
     if not spec.training.workspace.claim_name and not obs.pvc_exists:
         d.out.actions.append(Create(jobs.render_workspace_pvc(
-            obs.name, obs.namespace, obs.uid, spec, config)))
+            obs.owner, spec, config)))
     if pod.spec_configmap_name(obs.name, revision) not in obs.configmaps:
         d.out.actions.append(Create(jobs.render_spec_configmap(
-            obs.name, obs.namespace, obs.uid, spec, revision)))
+            obs.owner, spec, revision)))
     if walk.plan is not None:
         d.status["plan"] = walk.plan.to_wire()
     elif d.prev.get("revision") != revision:
@@ -209,7 +209,7 @@ def _run_step(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps
     object_name = runtimes.step_object_name(obs.name, spec, step, revision)
     if walk.job is None:
         try:
-            objects = runtimes.render_step(obs.name, obs.namespace, obs.uid, spec, revision,
+            objects = runtimes.render_step(obs.owner, spec, revision,
                                            step, config)
         except ValueError as err:
             return d.fail("Unsupported", str(err), "Trained")

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from ..api.results import ProgressEvent, StepSummary
 from ..api.spec import MultiTaskModelSpec
 from ..render.jobs import REVISION_LABEL, STEP_ANNOTATION
-from ..render.meta import REVISION_ANNOTATION
+from ..render.meta import REVISION_ANNOTATION, Owner
 from ..render.runtimes import COMPLETION_INDEX
 
 GPU = "nvidia.com/gpu"
@@ -81,6 +81,11 @@ class Observed:
     # Optional training runtimes whose APIs the cluster serves ("jobset", "kubeflow"); None:
     # not looked up (the spec's runtime is built in).
     served_runtimes: frozenset[str] | None = None
+
+    @property
+    def owner(self) -> Owner:
+        """The model as the renderers take it: what its objects are named after and owned by."""
+        return Owner(self.name, self.namespace, self.uid)
     now: str = ""  # RFC 3339, for condition transition times
 
     def job(self, step: str, revision: str) -> JobState | None:

@@ -52,19 +52,19 @@ def render_all(
 ) -> list[dict[str, Any]]:
     """Every serving object the spec wants, in the order to apply them: a Deployment before
     the HPA that scales it and the budget that protects it."""
-    name, ns, uid = obs.name, obs.namespace, obs.uid
-    configmap = gateway.render_gateway_configmap(name, ns, uid, spec, revision, tasks, fmt)
+    owner = obs.owner
+    configmap = gateway.render_gateway_configmap(owner, spec, revision, tasks, fmt)
     objects = [
-        render_inference_deployment(name, ns, uid, spec, revision, tasks, config),
-        render_inference_service(name, ns, uid),
-        render_inference_network_policy(name, ns, uid, config),
-        scaling.render_inference_hpa(name, ns, uid, spec),
-        scaling.render_inference_pdb(name, ns, uid, spec),
+        render_inference_deployment(owner, spec, revision, tasks, config),
+        render_inference_service(owner),
+        render_inference_network_policy(owner, config),
+        scaling.render_inference_hpa(owner, spec),
+        scaling.render_inference_pdb(owner, spec),
         configmap,
-        gateway.render_gateway_deployment(name, ns, uid, spec, revision, configmap, config),
-        gateway.render_gateway_service(name, ns, uid),
-        scaling.render_gateway_hpa(name, ns, uid, spec),
-        gateway.render_gateway_pdb(name, ns, uid),
+        gateway.render_gateway_deployment(owner, spec, revision, configmap, config),
+        gateway.render_gateway_service(owner),
+        scaling.render_gateway_hpa(owner, spec),
+        gateway.render_gateway_pdb(owner),
     ]
     return [obj for obj in objects if obj is not None]
 

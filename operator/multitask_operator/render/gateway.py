@@ -1,7 +1,7 @@
 """The per-task gateway: ConfigMap (task table), Deployment, Service and PodDisruptionBudget.
 
     from multitask_operator.render import gateway
-    cm = gateway.render_gateway_configmap(name, ns, uid, spec, revision, tasks, prompt_format)
+    cm = gateway.render_gateway_configmap(owner, spec, revision, tasks, prompt_format)
 
 Pure: spec in, plain dicts out. The ConfigMap holds `gateway.json` in the format that
 `multitask_gateway.config.parse_config` reads; the pod template carries a hash of it, so that
@@ -22,6 +22,7 @@ from ..prompting import PromptFormat
 from . import naming
 from .meta import (
     REVISION_ANNOTATION,
+    Owner,
     cluster_ip_service,
     http_probe,
     object_meta,
@@ -90,33 +91,31 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def render_gateway_configmap(
-    name: str,
-    namespace: str,
-    uid: str,
+    owner: Owner,
     spec: MultiTaskModelSpec,
     revision: str,
     tasks: list[RoutedTask],
     prompt_format: PromptFormat | dict[str, Any],
 ) -> dict[str, Any]:
+    name = owner.name
     config = gateway_config(name, spec, revision, tasks, prompt_format)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": object_meta(naming.gateway_config_name(name), namespace, name, uid, COMPONENT),
+        "metadata": object_meta(naming.gateway_config_name(name), owner, COMPONENT),
         "data": {CONFIG_KEY: json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False)},
     }
 
 
 def render_gateway_deployment(
-    name: str,
-    namespace: str,
-    uid: str,
+    owner: Owner,
     spec: MultiTaskModelSpec,
     revision: str,
     configmap: dict[str, Any],
     config: OperatorConfig,
 ) -> dict[str, Any]:
     """The gateway Deployment; `configmap` is what render_gateway_configmap returned."""
+    name, namespace = owner.name, owner.namespace
     config_json = json.loads(configmap["data"][CONFIG_KEY])
     container = {
         "name": "gateway",
@@ -172,19 +171,21 @@ def render_gateway_deployment(
     }
     # With autoscaling the gateway's HPA owns the replica count.
     replicas = REPLICAS if spec.serving.autoscaling is None else None
-    return rolling_deployment(naming.gateway_name(name), namespace, name, uid, COMPONENT,
+    return rolling_deployment(naming.gateway_name(name), owner, COMPONENT,
                               revision, pod_annotations, pod_spec, replicas)
 
 
-def render_gateway_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
+def render_gateway_service(owner: Owner) -> dict[str, Any]:
     """ClusterIP Service of the gateway; taken-over per-task Services point at its pods too."""
-    return cluster_ip_service(naming.gateway_name(name), namespace, name, uid, COMPONENT)
+    name = owner.name
+    return cluster_ip_service(naming.gateway_name(name), owner, COMPONENT)
 
 
-def render_gateway_pdb(name: str, namespace: str, uid: str) -> dict[str, Any]:
+def render_gateway_pdb(owner: Owner) -> dict[str, Any]:
     """Half the gateway pods stay up through a drain, whatever the HPA's count (one of the two
     without autoscaling); see render/scaling.py."""
-    return pod_disruption_budget(name, namespace, uid, COMPONENT, naming.gateway_name(name),
+    name = owner.name
+    return pod_disruption_budget(owner, COMPONENT, naming.gateway_name(name),
                                  {"minAvailable": GATEWAY_MIN_AVAILABLE})
 
 

@@ -1,7 +1,7 @@
 """Training-side objects: the trainer Job of each step, the workspace PVC and the spec ConfigMap.
 
     from multitask_operator.render import jobs
-    job = jobs.render_job(name, ns, uid, spec, revision, "stage2", config)
+    job = jobs.render_job(owner, spec, revision, "stage2", config)
 
 Pure: spec in, plain dicts out. Every step of a revision runs the trainer image with
 `python -m multitask_trainer STEP --workspace /workspace/revisions/<rev>`; prepare also gets
@@ -20,7 +20,7 @@ from ..api.resource import API_VERSION, KIND
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from . import naming
-from .meta import REVISION_ANNOTATION, object_meta
+from .meta import REVISION_ANNOTATION, Owner, object_meta
 from .pod import (
     CONTAINER,
     SPEC_KEY,
@@ -101,19 +101,17 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
-def step_meta(name: str, namespace: str, uid: str, object_name: str, step: str,
+def step_meta(owner: Owner, object_name: str, step: str,
               revision: str) -> dict[str, Any]:
     """Metadata of the object that runs `step`: owner, labels, step and revision annotations."""
-    meta = object_meta(object_name, namespace, name, uid, COMPONENT,
+    meta = object_meta(object_name, owner, COMPONENT,
                        annotations={STEP_ANNOTATION: step, REVISION_ANNOTATION: revision})
     meta["labels"].update({STEP_LABEL: step_label(step), REVISION_LABEL: revision})
     return meta
 
 
 def render_job(
-    name: str,
-    namespace: str,
-    uid: str,
+    owner: Owner,
     spec: MultiTaskModelSpec,
     revision: str,
     step: str,
@@ -122,13 +120,14 @@ def render_job(
     """The single-pod Job running one step of `revision` (render/runtimes.py renders the
     multi-node objects of the training stages). A training stage on several GPUs runs one
     process per GPU under the launcher (a local rendezvous: `--standalone`)."""
+    name = owner.name
     gpus = spec.training.resources.gpus
     command = ["python", "-m", "multitask_trainer", *training_args(spec, step, revision)]
     if gpus > 1 and step not in SINGLE_POD_STEPS:
         command[:3] = [*LAUNCHER, "--standalone", f"--nproc-per-node={gpus}",
                        "-m", "multitask_trainer"]
     container = trainer_container(spec, config, command, name, revision)
-    meta = step_meta(name, namespace, uid, job_name(name, step, revision), step, revision)
+    meta = step_meta(owner, job_name(name, step, revision), step, revision)
     job_spec: dict[str, Any] = {
         "backoffLimit": BACKOFF_LIMIT,
         "podFailurePolicy": pod_failure_policy(),
@@ -155,9 +154,10 @@ def step_label(step: str) -> str:
 
 
 def render_workspace_pvc(
-    name: str, namespace: str, uid: str, spec: MultiTaskModelSpec, config: OperatorConfig
+    owner: Owner, spec: MultiTaskModelSpec, config: OperatorConfig
 ) -> dict[str, Any]:
     """The workspace PVC the operator creates (and owns) when the spec names no claim."""
+    name = owner.name
     workspace = spec.training.workspace
     pvc_spec: dict[str, Any] = {
         "accessModes": [config.workspace_access_mode],
@@ -169,15 +169,16 @@ def render_workspace_pvc(
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": object_meta(naming.workspace_name(name), namespace, name, uid, "workspace"),
+        "metadata": object_meta(naming.workspace_name(name), owner, "workspace"),
         "spec": pvc_spec,
     }
 
 
 def render_spec_configmap(
-    name: str, namespace: str, uid: str, spec: MultiTaskModelSpec, revision: str
+    owner: Owner, spec: MultiTaskModelSpec, revision: str
 ) -> dict[str, Any]:
     """The spec of `revision` as the MultiTaskModel YAML document that prepare's --spec reads."""
+    name = owner.name
     document = {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -185,7 +186,7 @@ def render_spec_configmap(
         "spec": spec.to_wire(),
     }
     text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
-    meta = object_meta(spec_configmap_name(name, revision), namespace, name, uid, COMPONENT,
+    meta = object_meta(spec_configmap_name(name, revision), owner, COMPONENT,
                        annotations={REVISION_ANNOTATION: revision})
     return {
         "apiVersion": "v1",

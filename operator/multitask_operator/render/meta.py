@@ -6,6 +6,7 @@ selector is immutable), so a new training revision rolls pods instead of failing
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..api.resource import API_VERSION, KIND
@@ -46,19 +47,27 @@ def owner_reference(name: str, uid: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The MultiTaskModel whose objects are being rendered: they are named after it, live in its
+    namespace and carry an ownerReference to its uid."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
 def object_meta(
     object_name: str,
-    namespace: str,
-    owner: str,
-    uid: str,
+    owner: Owner,
     component: str,
     annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": object_name,
-        "namespace": namespace,
-        "labels": labels(owner, component),
-        "ownerReferences": [owner_reference(owner, uid)],
+        "namespace": owner.namespace,
+        "labels": labels(owner.name, component),
+        "ownerReferences": [owner_reference(owner.name, owner.uid)],
     }
     if annotations:
         meta["annotations"] = dict(annotations)
@@ -74,17 +83,15 @@ def http_probe(path: str, period: int, failures: int, timeout: int = 5) -> dict[
     }
 
 
-def cluster_ip_service(
-    object_name: str, namespace: str, owner: str, uid: str, component: str
-) -> dict[str, Any]:
+def cluster_ip_service(object_name: str, owner: Owner, component: str) -> dict[str, Any]:
     """A ClusterIP Service on port 80 in front of the `http` port of one component's pods."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": object_meta(object_name, namespace, owner, uid, component),
+        "metadata": object_meta(object_name, owner, component),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(owner, component),
+            "selector": selector_labels(owner.name, component),
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
         },
     }
@@ -97,7 +104,7 @@ def scrape_annotations(port: int) -> dict[str, str]:
 
 
 def rolling_deployment(
-    object_name: str, namespace: str, owner: str, uid: str, component: str, revision: str,
+    object_name: str, owner: Owner, component: str, revision: str,
     pod_annotations: dict[str, str], pod_spec: dict[str, Any], replicas: int | None,
 ) -> dict[str, Any]:
     """A Deployment of one component that keeps every old pod serving until a new one is ready
@@ -108,13 +115,14 @@ def rolling_deployment(
     has instead, so that turning autoscaling on never drops the Deployment to one replica;
     turning it off sets the spec's count again)."""
     deployment_spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector_labels(owner, component)},
+        "selector": {"matchLabels": selector_labels(owner.name, component)},
         "strategy": {
             "type": "RollingUpdate",
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
         },
         "template": {
-            "metadata": {"labels": labels(owner, component), "annotations": pod_annotations},
+            "metadata": {"labels": labels(owner.name, component),
+                         "annotations": pod_annotations},
             "spec": pod_spec,
         },
     }
@@ -123,7 +131,7 @@ def rolling_deployment(
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": object_meta(object_name, namespace, owner, uid, component,
+        "metadata": object_meta(object_name, owner, component,
                                 annotations={REVISION_ANNOTATION: revision}),
         "spec": deployment_spec,
     }

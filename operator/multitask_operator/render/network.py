@@ -13,12 +13,13 @@ from typing import Any
 
 from ..config import OperatorConfig
 from . import gateway, naming, serving
-from .meta import object_meta, selector_labels
+from .meta import Owner, object_meta, selector_labels
 
 
 def render_inference_network_policy(
-    name: str, namespace: str, uid: str, config: OperatorConfig
+    owner: Owner, config: OperatorConfig
 ) -> dict[str, Any] | None:
+    name = owner.name
     if not config.network_policy:
         return None
     port = [{"protocol": "TCP", "port": serving.PORT}]
@@ -35,8 +36,7 @@ def render_inference_network_policy(
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": object_meta(naming.inference_name(name), namespace, name, uid,
-                                serving.COMPONENT),
+        "metadata": object_meta(naming.inference_name(name), owner, serving.COMPONENT),
         "spec": {
             "podSelector": {"matchLabels": selector_labels(name, serving.COMPONENT)},
             "policyTypes": ["Ingress"],

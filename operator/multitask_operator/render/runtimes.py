@@ -1,7 +1,7 @@
 """The object that runs one step, on the runtime `spec.training.runtime` names.
 
     from multitask_operator.render import runtimes
-    objects = runtimes.render_step(name, ns, uid, spec, revision, "stage2", config)
+    objects = runtimes.render_step(owner, spec, revision, "stage2", config)
 
 Pure: spec in, plain dicts out. prepare, evaluate and export are always a single-pod batch/v1
 Job (render/jobs.py). The training stages (stage1, stage2[-GROUP], baseline-TASK) run on:
@@ -29,6 +29,7 @@ from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from . import jobs
 from . import pod as pods
+from .meta import Owner
 
 JOBSET_API = "jobset.x-k8s.io/v1alpha2"
 TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
@@ -118,13 +119,14 @@ def _indexed_job_spec(name: str, spec: MultiTaskModelSpec, revision: str, step: 
     }
 
 
-def render_jobset(name: str, namespace: str, uid: str, spec: MultiTaskModelSpec, revision: str,
+def render_jobset(owner: Owner, spec: MultiTaskModelSpec, revision: str,
                   step: str, config: OperatorConfig) -> dict[str, Any]:
     """A JobSet: one Indexed Job of `nodes` pods. Any pod failure fails that Job (backoffLimit
     0) and JobSet restarts all pods together, up to BACKOFF_LIMIT times; the trainer resumes
     from its latest checkpoint. Bad input (exit 2) fails the JobSet at once."""
+    name = owner.name
     object_name = step_object_name(name, spec, step, revision)
-    meta = jobs.step_meta(name, namespace, uid, object_name, step, revision)
+    meta = jobs.step_meta(owner, object_name, step, revision)
     # enableDNSHostnames: JobSet creates a headless Service named after the JobSet, so pod 0 is
     # OBJECT-node-0-0.OBJECT.
     master = f"{object_name}-{REPLICATED_JOB}-0-0.{object_name}"
@@ -151,20 +153,21 @@ def render_jobset(name: str, namespace: str, uid: str, spec: MultiTaskModelSpec,
     return {"apiVersion": JOBSET_API, "kind": "JobSet", "metadata": meta, "spec": js_spec}
 
 
-def render_indexed_job(name: str, namespace: str, uid: str, spec: MultiTaskModelSpec,
+def render_indexed_job(owner: Owner, spec: MultiTaskModelSpec,
                        revision: str, step: str,
                        config: OperatorConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """An Indexed Job and the headless Service (named like the Job) that gives pod 0 the DNS
     name OBJECT-0.OBJECT. Without JobSet there is no gang restart: a failed pod is replaced
     alone, its peers fail on the broken collective and are replaced too, so the retry budget
     is BACKOFF_LIMIT restarts of every node."""
+    name = owner.name
     object_name = step_object_name(name, spec, step, revision)
-    meta = jobs.step_meta(name, namespace, uid, object_name, step, revision)
+    meta = jobs.step_meta(owner, object_name, step, revision)
     backoff = jobs.BACKOFF_LIMIT * spec.training.nodes
     job_spec = _indexed_job_spec(name, spec, revision, step, config, meta,
                                  f"{object_name}-0.{object_name}", object_name, backoff)
     jobs.queue(meta, job_spec, spec)
-    service_meta = jobs.step_meta(name, namespace, uid, object_name, step, revision)
+    service_meta = jobs.step_meta(owner, object_name, step, revision)
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -181,14 +184,15 @@ def render_indexed_job(name: str, namespace: str, uid: str, spec: MultiTaskModel
     return service, job
 
 
-def render_trainjob(name: str, namespace: str, uid: str, spec: MultiTaskModelSpec,
+def render_trainjob(owner: Owner, spec: MultiTaskModelSpec,
                     revision: str, step: str, config: OperatorConfig) -> dict[str, Any]:
     """A Kubeflow Trainer TrainJob on the configured ClusterTrainingRuntime. The torch plugin
     sets PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT in the trainer container `node`;
     volumes, labels and placement go in through a runtime patch. Restarts and the failure
     policy are the runtime's."""
+    name = owner.name
     object_name = step_object_name(name, spec, step, revision)
-    meta = jobs.step_meta(name, namespace, uid, object_name, step, revision)
+    meta = jobs.step_meta(owner, object_name, step, revision)
     training = spec.training
     command = torchrun_command(spec, step, revision, "$(PET_NODE_RANK)", "$(PET_MASTER_ADDR)",
                                "$(PET_MASTER_PORT)")
@@ -233,14 +237,14 @@ def render_trainjob(name: str, namespace: str, uid: str, spec: MultiTaskModelSpe
     return {"apiVersion": TRAINJOB_API, "kind": "TrainJob", "metadata": meta, "spec": tj_spec}
 
 
-def render_step(name: str, namespace: str, uid: str, spec: MultiTaskModelSpec, revision: str,
+def render_step(owner: Owner, spec: MultiTaskModelSpec, revision: str,
                 step: str, config: OperatorConfig) -> list[dict[str, Any]]:
     """Every object to create for `step`, in order (a Service before the Job that needs it)."""
     if not distributed(spec, step):
-        return [jobs.render_job(name, namespace, uid, spec, revision, step, config)]
+        return [jobs.render_job(owner, spec, revision, step, config)]
     runtime = spec.training.runtime
     if runtime == Runtime.JOBSET:
-        return [render_jobset(name, namespace, uid, spec, revision, step, config)]
+        return [render_jobset(owner, spec, revision, step, config)]
     if runtime == Runtime.KUBEFLOW:
-        return [render_trainjob(name, namespace, uid, spec, revision, step, config)]
-    return list(render_indexed_job(name, namespace, uid, spec, revision, step, config))
+        return [render_trainjob(owner, spec, revision, step, config)]
+    return list(render_indexed_job(owner, spec, revision, step, config))

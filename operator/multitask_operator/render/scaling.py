@@ -2,8 +2,8 @@
 topology spread of the inference and gateway pods.
 
     from multitask_operator.render import scaling
-    hpa = scaling.render_inference_hpa(name, ns, uid, spec)    # None without serving.autoscaling
-    pdb = scaling.render_inference_pdb(name, ns, uid, spec)    # None when one replica is all
+    hpa = scaling.render_inference_hpa(owner, spec)    # None without serving.autoscaling
+    pdb = scaling.render_inference_pdb(owner, spec)    # None when one replica is all
 
 Pure: spec in, plain dicts out. The choices, and why (docs/serving.md "Scaling" says the same):
 
@@ -38,7 +38,7 @@ from typing import Any
 from ..api.common import Engine
 from ..api.spec import MultiTaskModelSpec
 from . import naming
-from .meta import object_meta, selector_labels
+from .meta import Owner, object_meta, selector_labels
 
 INFERENCE, GATEWAY = "inference", "gateway"  # the components (render.serving / render.gateway)
 
@@ -98,7 +98,7 @@ def topology_spread(name: str, component: str) -> list[dict[str, Any]]:
     ]
 
 
-def _hpa(name: str, namespace: str, uid: str, component: str, target: str, low: int, high: int,
+def _hpa(owner: Owner, component: str, target: str, low: int, high: int,
          metric: dict[str, Any], behavior: dict[str, Any] | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
@@ -111,14 +111,15 @@ def _hpa(name: str, namespace: str, uid: str, component: str, target: str, low: 
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": object_meta(target, namespace, name, uid, component),
+        "metadata": object_meta(target, owner, component),
         "spec": spec,
     }
 
 
-def render_inference_hpa(name: str, namespace: str, uid: str,
+def render_inference_hpa(owner: Owner,
                          spec: MultiTaskModelSpec) -> dict[str, Any] | None:
     """Scales NAME-inference on the engine's queue per pod; None without serving.autoscaling."""
+    name = owner.name
     scaling = spec.serving.autoscaling
     if scaling is None:
         return None
@@ -145,7 +146,7 @@ def render_inference_hpa(name: str, namespace: str, uid: str,
         },
     }
     target = naming.inference_name(name)
-    return _hpa(name, namespace, uid, INFERENCE, target, scaling.min_replicas,
+    return _hpa(owner, INFERENCE, target, scaling.min_replicas,
                 scaling.max_replicas, metric, behavior)
 
 
@@ -155,9 +156,10 @@ def gateway_replica_range(spec: MultiTaskModelSpec) -> tuple[int, int]:
     return GATEWAY_MIN_REPLICAS, max(GATEWAY_MIN_REPLICAS, most)
 
 
-def render_gateway_hpa(name: str, namespace: str, uid: str,
+def render_gateway_hpa(owner: Owner,
                        spec: MultiTaskModelSpec) -> dict[str, Any] | None:
     """Scales NAME-gateway on CPU; None without serving.autoscaling (fixed 2 replicas)."""
+    name = owner.name
     if spec.serving.autoscaling is None:
         return None
     low, high = gateway_replica_range(spec)
@@ -168,17 +170,18 @@ def render_gateway_hpa(name: str, namespace: str, uid: str,
             "target": {"type": "Utilization", "averageUtilization": GATEWAY_CPU_UTILIZATION},
         },
     }
-    return _hpa(name, namespace, uid, GATEWAY, naming.gateway_name(name), low, high, metric)
+    return _hpa(owner, GATEWAY, naming.gateway_name(name), low, high, metric)
 
 
-def pod_disruption_budget(name: str, namespace: str, uid: str, component: str,
+def pod_disruption_budget(owner: Owner, component: str,
                           object_name: str, budget: dict[str, Any]) -> dict[str, Any]:
     """The component's pods under `budget` ({"maxUnavailable": ...} or {"minAvailable": ...});
     pods that are not ready may always be evicted."""
+    name = owner.name
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": object_meta(object_name, namespace, name, uid, component),
+        "metadata": object_meta(object_name, owner, component),
         "spec": {
             **budget,
             "selector": {"matchLabels": selector_labels(name, component)},
@@ -187,11 +190,12 @@ def pod_disruption_budget(name: str, namespace: str, uid: str, component: str,
     }
 
 
-def render_inference_pdb(name: str, namespace: str, uid: str,
+def render_inference_pdb(owner: Owner,
                          spec: MultiTaskModelSpec) -> dict[str, Any] | None:
     """The inference budget, or None when the spec never runs more than one replica."""
+    name = owner.name
     _, most = replica_range(spec)
     if most < 2:
         return None
-    return pod_disruption_budget(name, namespace, uid, INFERENCE, naming.inference_name(name),
+    return pod_disruption_budget(owner, INFERENCE, naming.inference_name(name),
                                  {"maxUnavailable": 1})

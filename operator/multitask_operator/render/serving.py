@@ -19,6 +19,7 @@ from ..config import OperatorConfig
 from . import naming
 from .meta import (
     REVISION_ANNOTATION,
+    Owner,
     cluster_ip_service,
     http_probe,
     rolling_deployment,
@@ -124,15 +125,14 @@ def _resources(spec: MultiTaskModelSpec) -> dict[str, Any]:
 
 
 def render_inference_deployment(
-    name: str,
-    namespace: str,
-    uid: str,
+    owner: Owner,
     spec: MultiTaskModelSpec,
     revision: str,
     tasks: list[RoutedTask],
     config: OperatorConfig,
 ) -> dict[str, Any]:
     """The Deployment running TGI or vLLM on the export of `revision`."""
+    name = owner.name
     groups = adapter_groups(spec, tasks)
     model, adapters = model_paths(revision, groups)
     if spec.serving.engine == Engine.VLLM:
@@ -183,13 +183,14 @@ def render_inference_deployment(
     # what the HPA of serving.autoscaling scales on, and that HPA owns the count when it is set.
     pod_annotations = {REVISION_ANNOTATION: revision, **scrape_annotations(PORT)}
     replicas = spec.serving.replicas if spec.serving.autoscaling is None else None
-    return rolling_deployment(naming.inference_name(name), namespace, name, uid, COMPONENT,
+    return rolling_deployment(naming.inference_name(name), owner, COMPONENT,
                               revision, pod_annotations, pod_spec, replicas)
 
 
-def render_inference_service(name: str, namespace: str, uid: str) -> dict[str, Any]:
+def render_inference_service(owner: Owner) -> dict[str, Any]:
     """ClusterIP Service in front of the inference pods; the gateway is its only client."""
-    return cluster_ip_service(naming.inference_name(name), namespace, name, uid, COMPONENT)
+    name = owner.name
+    return cluster_ip_service(naming.inference_name(name), owner, COMPONENT)
 
 
 def inference_url(name: str, namespace: str) -> str:
