@@ -324,7 +324,7 @@ class TestStreaming:
         assert events[0]["token"]["text"] == "one"
         assert events[-1] == {"error": "CUDA out of memory", "error_type": "generation"}
 
-    async def test_huggingface_hub_async_client(self, tgi_gateway):
+    async def test_huggingface_hub_asynchronous_client(self, tgi_gateway):
         fake, gw = tgi_gateway
         async with AsyncInferenceClient(base_url=gw.url + "/tasks/summary") as client:
             text = await client.text_generation("x", max_new_tokens=5)
