@@ -48,6 +48,9 @@ class OperatorConfig:
     # engines' metrics) reach its inference pods; off for clusters without a policy engine.
     network_policy: bool = True
     metrics_namespace: str = "monitoring"
+    # How long deletion keeps retrying a Service restore that fails (403, a webhook) before it
+    # releases the finalizer anyway, with a Warning Event listing what was left where.
+    finalizer_timeout_seconds: float = 600.0
 
     ENV = {
         "trainer_image": "MTM_TRAINER_IMAGE",
@@ -63,6 +66,7 @@ class OperatorConfig:
         "allowed_images": "MTM_ALLOWED_IMAGES",
         "network_policy": "MTM_NETWORK_POLICY",
         "metrics_namespace": "MTM_METRICS_NAMESPACE",
+        "finalizer_timeout_seconds": "MTM_FINALIZER_TIMEOUT_SECONDS",
     }
 
     @classmethod
@@ -77,9 +81,21 @@ class OperatorConfig:
                 values[f.name] = _env_list(raw)
             elif f.type in ("bool", bool):
                 values[f.name] = _env_bool(cls.ENV[f.name], raw)
+            elif f.type in ("float", float):
+                values[f.name] = _env_seconds(cls.ENV[f.name], raw)
             else:
                 values[f.name] = raw
         return cls(**values)
+
+
+def _env_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name}={raw!r} is not a number of seconds; accepted: a number > 0")
+    return value
 
 
 def _env_bool(name: str, raw: str) -> bool:

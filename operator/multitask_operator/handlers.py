@@ -19,7 +19,7 @@ import kopf
 from .api.resource import GROUP, PLURAL, VERSION
 from .config import OperatorConfig
 from .k8s.client import Client
-from .k8s.runner import Runtime, finalize_model, run_model
+from .k8s.runner import RetryLater, Runtime, finalize_model, run_model
 from .reconcile import Event
 from .render.meta import MODEL_LABEL
 
@@ -79,5 +79,8 @@ def owned_changed(namespace: str | None, labels: Mapping[str, str], memo: Any,
 
 
 @kopf.on.delete(*MODEL)
-async def model_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    await finalize_model(memo.runtime, body, _poster(body))
+async def model_deleted(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+    try:
+        await finalize_model(memo.runtime, body, _poster(body), retry)
+    except RetryLater as later:
+        raise kopf.TemporaryError(str(later), delay=later.delay) from None

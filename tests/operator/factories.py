@@ -116,11 +116,14 @@ def deployment(name: str, revision: str, available: bool = True, failed: bool = 
 
 
 def service(name: str, gpus: int | None = 1, annotations: dict | None = None,
-            selector: dict | None = None):
+            selector: dict | None = None, ready: bool = True):
+    """A per-task Service and, with `gpus`, one running pod behind its original selector
+    (ready or not)."""
     pods = None
     if gpus is not None:
         pods = [{"spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]},
-                 "status": {"phase": "Running"}}]
+                 "status": {"phase": "Running", "conditions": [
+                     {"type": "Ready", "status": "True" if ready else "False"}]}}]
     # Services opt in to being taken over by the model under test unless a test says otherwise.
     annotations = {"multitask.ai/takeover-by": NAME} if annotations is None else annotations
     return service_state({

@@ -411,3 +411,58 @@ def test_a_network_policy_lets_only_the_gateway_and_monitoring_reach_the_engine(
     [policy] = [a.obj for a in quiet.actions if isinstance(a, Apply)
                 and a.obj["kind"] == "NetworkPolicy"]
     assert len(policy["spec"]["ingress"]) == 1
+
+
+# ----------------------------------------------------------------- never restore onto nothing
+
+
+def test_a_failed_update_while_an_older_revision_serves_keeps_it_serving():
+    services = {"intent-svc": f.service("intent-svc", annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}, selector={"gw": "1"})}
+    deployments = {"demo-inference": f.deployment("demo-inference", REV, available=False,
+                                                  failed=True),
+                   "demo-gateway": f.deployment("demo-gateway", REV)}
+    previous = {"phase": "Ready", "serving": {"revision": "0ld0ld0ld0ld0ld0", "gpusBefore": 4}}
+    out = reconcile(f.observed(jobs=f.finished_jobs(REV), deployments=deployments,
+                               services=services, status=previous,
+                               annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    assert patches(out) == []  # the Service stays on the gateway, on the revision that works
+    assert out.status["phase"] == "Failed"
+    assert out.status["serving"]["revision"] == "0ld0ld0ld0ld0ld0"
+    conditions = {c["type"]: c for c in out.status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Ready"]["reason"] == "ServingPreviousRevision"
+    assert conditions["Deployed"]["reason"] == "RolloutFailed"
+    assert "revision 0ld0ld0ld0ld0ld0 keeps serving" in out.status["message"]
+    assert "no GPU available" in out.status["message"]
+    assert [e.type for e in out.events if e.reason == "RolloutFailed"] == ["Warning"]
+
+
+def test_a_restore_waits_for_a_ready_backend():
+    spec = f.spec(serving={"cutover": "Off"})
+    not_ready = {"intent-svc": f.service("intent-svc", ready=False, annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}, selector={"gw": "1"})}
+    out = reconcile(ready(spec, services=not_ready,
+                          annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    assert patches(out) == []
+    assert "Service intent-svc stays on the gateway: the pods of its own selector have no " \
+           "ready endpoint" in out.status["message"]
+    assert [e.reason for e in out.events if e.type == "Warning"] == ["RestoreDeferred"]
+    # The next reconcile says the same without a new Event; once a pod is ready, it goes back.
+    again = reconcile(ready(spec, services=not_ready, status=out.status,
+                            annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    assert not [e for e in again.events if e.reason == "RestoreDeferred"]
+    ready_now = {"intent-svc": f.service("intent-svc", annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}, selector={"gw": "1"})}
+    back = reconcile(ready(spec, services=ready_now, status=out.status,
+                           annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    assert [p.name for p in patches(back)] == ["intent-svc"]
+    assert "stays on the gateway" not in back.status["message"]
+
+
+def test_deletion_restores_even_onto_a_backend_that_is_not_ready():
+    not_ready = {"intent-svc": f.service("intent-svc", ready=False, annotations={
+        CUTOVER_ANNOTATION: f.cutover_record("intent-svc")}, selector={"gw": "1"})}
+    out = finalize(f.observed(services=not_ready,
+                              annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}))
+    assert [p.name for p in patches(out)] == ["intent-svc"]  # the gateway goes with the model

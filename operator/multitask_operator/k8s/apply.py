@@ -73,6 +73,33 @@ async def remove(client: Client, namespace: str, action: Absent) -> bool:
     return True
 
 
+def restored_anyway(error: ApiError) -> bool:
+    """A restore that cannot happen because there is nothing left to restore: the Service is
+    gone, or its namespace is being deleted (with everything in it)."""
+    return error.status == 404 or "being terminated" in error.message
+
+
+async def restore_services(client: Client, namespace: str,
+                           outcome: Outcome) -> tuple[list[str], list[str]]:
+    """Carry out a finalize outcome action by action: (the Services restored, what could not
+    be restored, one line each). A Service gone or in a terminating namespace counts as
+    restored."""
+    restored, failures = [], []
+    for action in outcome.actions:
+        if not isinstance(action, Patch):
+            continue
+        try:
+            await client.patch(action.api_version, action.kind, namespace, action.name,
+                               action.patch)
+        except ApiError as err:
+            if not restored_anyway(err):
+                failures.append(f"{action.kind} {action.name}: {err}")
+                continue
+        if action.kind == "Service":
+            restored.append(action.name)
+    return restored, failures
+
+
 async def carry_out(client: Client, namespace: str, name: str, old_status: dict[str, Any],
                     outcome: Outcome) -> None:
     for action in outcome.actions:

@@ -154,7 +154,7 @@ class Observer:
         record = original(state, obs.name)
         # The GPUs of a Service are those of the pods it selected before any cutover.
         labels = (record or {}).get("selector") or state.selector
-        pods = await self.client.list("v1", "Pod", obs.namespace, labels) if labels else []
+        pods = await self.client.list("v1", "Pod", obs.namespace, labels) if labels else None
         obs.services[service_name] = service_state(raw, pods)
 
 

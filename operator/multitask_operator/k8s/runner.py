@@ -15,14 +15,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
+from ..api.resource import API_VERSION, KIND
 from ..config import OperatorConfig
 from ..reconcile import Event, Outcome, finalize, reconcile
 from . import metrics
-from .apply import carry_out
+from .apply import carry_out, restore_services
 from .client import ApiError, Client
 from .observe import Observer
 
@@ -109,15 +111,58 @@ async def run_model(rt: Runtime, body: Mapping[str, Any], stopped: Any,
         rt.wakers.pop(key, None)
 
 
+class RetryLater(Exception):
+    """Deletion must be tried again in `delay` seconds (the kopf layer turns it into a
+    kopf.TemporaryError)."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def retry_delay(retry: int) -> float:
+    """Backoff between failed restores: 5, 10, 20, 40, then every 60 seconds."""
+    return float(min(60, 5 * 2 ** min(retry, 4)))
+
+
+def seconds_since(timestamp: str | None, now: datetime | None = None) -> float:
+    if not timestamp:
+        return 0.0
+    then = datetime.strptime(timestamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - then).total_seconds()
+
+
 async def finalize_model(rt: Runtime, body: Mapping[str, Any],
-                         post_event: Callable[[Event], None]) -> None:
-    """Restore every Service the model took over; raises on API errors so kopf retries."""
+                         post_event: Callable[[Event], None], retry: int = 0) -> None:
+    """Restore every Service the model took over, then let the object go. A Service that is gone
+    (or whose namespace is being deleted) counts as restored; any other failure is retried with
+    backoff (RetryLater), a Warning Event and the status naming the Service and the error,
+    until `finalizer_timeout_seconds` after the deletion, when the finalizer is released anyway
+    with a Warning Event listing what was left where."""
     meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
     obs = await rt.observer.observe(body)
     outcome = finalize(obs)
-    await carry_out(rt.client, meta["namespace"], meta["name"], obs.status, outcome)
-    for event in outcome.events:
-        post_event(event)
+    restored, failures = await restore_services(rt.client, namespace, outcome)
+    if restored:
+        post_event(Event("Normal", "Restored", "restored before deletion: "
+                         + ", ".join(restored)))
+    if failures:
+        left = "; ".join(failures)
+        timeout = rt.config.finalizer_timeout_seconds
+        if seconds_since(meta.get("deletionTimestamp")) >= timeout:
+            post_event(Event("Warning", "FinalizerReleased",
+                             f"gave up restoring after {timeout:g} s and let the model go; left "
+                             f"on its gateway, which is deleted with it: {left}"))
+        else:
+            delay = retry_delay(retry)
+            message = (f"deleting: could not restore {left}; retrying in {delay:g} s (the "
+                       f"finalizer is released {timeout:g} s after the deletion)")
+            post_event(Event("Warning", "RestoreFailed", message))
+            with contextlib.suppress(ApiError):
+                await rt.client.patch(API_VERSION, KIND, namespace, name,
+                                      {"status": {"message": message}}, subresource="status")
+            raise RetryLater(message, delay)
     rt.written.pop(obs.uid, None)
     rt.phases.pop(obs.uid, None)
     metrics.set_phases(rt.phases)

@@ -36,7 +36,7 @@ from .actions import (
     json_safe,
 )
 from .conditions import ordered, set_condition
-from .observed import FAILED, RUNNING, Observed
+from .observed import FAILED, RUNNING, Observed, ServiceState
 from .revision import training_revision
 from .table import evaluation, task_rows
 
@@ -58,12 +58,18 @@ class _Decision:
         self.status["observedGeneration"] = obs.generation
         self.conditions: list[dict[str, Any]] = list(self.prev.get("conditions") or [])
         self.restored: set[str] = set()  # Services given back earlier in this reconcile
+        self.deferred: dict[str, str] = {}  # Services that stay on the gateway for now, and why
 
     def condition(self, kind: str, value: bool | None, reason: str, message: str) -> None:
         self.conditions = set_condition(self.conditions, kind, value, reason, message,
                                         self.obs.now, self.obs.generation)
 
     def finish(self, phase: Phase, message: str, reason: str, warning: bool = False) -> Outcome:
+        if self.deferred:
+            deferred = "; ".join(self.deferred[name] for name in sorted(self.deferred))
+            if deferred not in (self.prev.get("message") or ""):
+                self.out.events.append(Event("Warning", "RestoreDeferred", deferred))
+            message += f"; {deferred}"
         self.status["phase"] = str(phase)
         self.status["message"] = message
         self.status["conditions"] = ordered(self.conditions)
@@ -163,11 +169,12 @@ def _missing_runtime(obs: Observed, spec: MultiTaskModelSpec) -> str | None:
 
 
 def _give_back(d: _Decision, why: str) -> None:
-    """Restore every Service the model took over, from their records alone."""
-    restores = _restore_all(d.obs)
+    """Restore every Service the model took over, from their records alone (those whose own
+    pods have no ready endpoint stay on the gateway for now)."""
+    restores = _restore_all(d)
     if not restores:
         return
-    d.out.actions.append(_taken_over_patch(d.obs.name, set()))
+    d.out.actions.append(_taken_over_patch(d.obs.name, set(d.deferred)))
     d.out.actions += restores
     d.restored = {p.name for p in restores}
     d.out.events.append(Event("Normal", "Restored", f"{why}; back on their own pods: "
@@ -288,9 +295,27 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
                                   "the export step reported no promptFormat; the gateway uses "
                                   "the plain prompt template"))
     available, failure = serving.rollout(obs, revision, spec)
+    served = (d.prev.get("serving") or {}).get("revision")
+    if failure and served and served != revision:
+        # The rolling update of a new revision gave up while the old revision's pods still
+        # serve (maxUnavailable 0): the Services stay where they are, on the revision that
+        # works, and the status says so.
+        message = (f"the rollout of revision {revision} failed ({failure}); revision {served} "
+                   "keeps serving")
+        _tasks(d, spec, walk, deployed=True)
+        d.condition("Deployed", False, "RolloutFailed", message)
+        d.condition("Ready", True, "ServingPreviousRevision", message)
+        d.out.requeue_after = None
+        return d.finish(Phase.FAILED, message, "RolloutFailed", warning=True)
     if failure:
-        # A failed rollout puts every task back on its own Service before reporting.
-        d.out.actions += _restore_all(obs)
+        # Nothing older serves: every task goes back to its own Service (where that can take
+        # the traffic) before reporting.
+        restores = _restore_all(d)
+        if restores:
+            d.out.actions.append(_taken_over_patch(obs.name, set(
+                cutover.taken_over_names(obs.annotations)) - {p.name for p in restores}))
+            d.out.actions += restores
+        d.restored = {p.name for p in restores}
         _tasks(d, spec, walk, deployed=False)
         return d.fail("RolloutFailed", failure, "Deployed")
     figures = serving.cost_figures(obs, spec, qualified)
@@ -366,9 +391,16 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
         take.append(cutover.take_over(service, obs.name))
     # Services taken over but no longer wanted (cutover Off, a task that stopped qualifying or
     # lost its service field) go back to their own pods.
-    restore = [cutover.restore(s, record) for name, s in sorted(obs.services.items())
-               if name not in wanted and name not in d.restored
-               and (record := cutover.original(s, obs.name)) is not None]
+    restore = []
+    for name, service in sorted(obs.services.items()):
+        record = cutover.original(service, obs.name)
+        if name in wanted or name in d.restored or record is None:
+            continue
+        blocker = _restore_blocker(service)
+        if blocker:
+            d.deferred[name] = blocker
+        else:
+            restore.append(cutover.restore(service, record))
     names = set(cutover.taken_over_names(obs.annotations))
     new_names = (names | {p.name for p in take}) - {p.name for p in restore}
     if take:
@@ -392,14 +424,37 @@ def _taken_over_patch(model: str, names: set[str]) -> Patch:
         "metadata": {"annotations": {cutover.TAKEN_OVER_ANNOTATION: value}}})
 
 
-def _restore_all(obs: Observed) -> list[Patch]:
-    return [cutover.restore(s, record) for _, s in sorted(obs.services.items())
-            if (record := cutover.original(s, obs.name)) is not None]
+def _restore_blocker(service: ServiceState) -> str | None:
+    """Why `service` must not be restored now: a restore never points a Service at a backend
+    without ready endpoints (its clients would get nothing)."""
+    if service.ready_backends == 0:
+        return (f"Service {service.name} stays on the gateway: the pods of its own selector "
+                "have no ready endpoint; it is given back once one is ready")
+    return None
+
+
+def _restore_all(d: _Decision) -> list[Patch]:
+    """Restores of every Service the model took over whose own backend can take the traffic;
+    the others are noted in `d.deferred`."""
+    patches = []
+    for name, service in sorted(d.obs.services.items()):
+        record = cutover.original(service, d.obs.name)
+        if record is None or name in d.restored:
+            continue
+        blocker = _restore_blocker(service)
+        if blocker:
+            d.deferred[name] = blocker
+            continue
+        patches.append(cutover.restore(service, record))
+    return patches
 
 
 def finalize(obs: Observed) -> Outcome:
-    """Before the object goes away: every Service it took over gets its selector back."""
-    out = Outcome(actions=list(_restore_all(obs)), done=True)
+    """Before the object goes away: every Service it took over gets its selector back (even
+    onto a backend with no ready pod: the gateway goes away with the model)."""
+    patches = [cutover.restore(s, record) for _, s in sorted(obs.services.items())
+               if (record := cutover.original(s, obs.name)) is not None]
+    out = Outcome(actions=list(patches), done=True)
     if out.actions:
         out.events.append(Event("Normal", "Restored", "restored before deletion: " + ", ".join(
             p.name for p in out.actions if isinstance(p, Patch))))

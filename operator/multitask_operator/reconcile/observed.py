@@ -59,6 +59,9 @@ class ServiceState:
     ports: list[dict[str, Any]]
     annotations: dict[str, str]
     gpus: int | None = None  # GPUs requested by the pods its original selector picks; None: none
+    # Ready pods among those its original selector picks (its own backend); None: not known
+    # (no selector to list them by).
+    ready_backends: int | None = None
 
 
 @dataclass
@@ -253,4 +256,13 @@ def service_state(service: dict[str, Any], pods: list[dict[str, Any]] | None) ->
         ports=list(spec.get("ports") or []),
         annotations=dict(meta.get("annotations") or {}),
         gpus=pod_gpus(pods) if pods else None,
+        ready_backends=None if pods is None else sum(1 for p in pods if _pod_ready(p)),
     )
+
+
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
