@@ -200,7 +200,7 @@ def validation_problems(
     for error in err.errors():
         loc = list(prefix) + list(error["loc"])
         if error["type"] == "mtm_field":
-            loc += error["ctx"]["field"].split(".")
+            loc += [int(p) if p.isdigit() else p for p in error["ctx"]["field"].split(".")]
         problems.append(Problem(file, locate(node, loc), format_path(loc), _message(error, loc)))
     return sorted(problems, key=lambda p: p.line or 0)
 

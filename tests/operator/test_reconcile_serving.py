@@ -96,14 +96,52 @@ def test_once_cut_over_the_table_says_unified_and_nothing_is_patched_again():
     assert out.status["serving"]["gpusBefore"] == 3  # 1 + 1 recorded, 1 from summary's baseline
 
 
-def test_manual_cutover_waits_for_the_approval_annotation():
+def test_manual_cutover_waits_for_an_approval_of_the_revision():
     spec = f.spec(serving={"cutover": "Manual"})
+    rev = training_revision(MultiTaskModelSpec.model_validate(spec))
     out = reconcile(ready(spec), CONFIG)
     assert out.status["phase"] == "Deploying" and patches(out) == []
     assert APPROVE_ANNOTATION in out.status["message"]
-    approved = reconcile(ready(spec, annotations={APPROVE_ANNOTATION: "yes"}), CONFIG)
+    assert f"{{revision: {rev}, tasks: [intent, topic]}}" in out.status["message"]
+    rows = {r["name"]: r for r in out.status["tasks"]}
+    assert rows["intent"]["awaitingApproval"] and rows["topic"]["awaitingApproval"]
+    # The annotation names the revision it approves (the kubectl form).
+    approved = reconcile(ready(spec, annotations={APPROVE_ANNOTATION: rev}), CONFIG)
     assert {p.name for p in patches(approved)} == {"intent-svc", "topic-svc"}
     assert approved.status["phase"] == "Ready"
+    assert not any(r.get("awaitingApproval") for r in approved.status["tasks"])
+
+
+def test_an_approval_names_one_revision_and_some_tasks():
+    spec = f.spec(serving={"cutover": "Manual"})
+    rev = training_revision(MultiTaskModelSpec.model_validate(spec))
+    # An approval of another revision (the one before a retrain) approves nothing...
+    stale = f.spec(serving={"cutover": "Manual", "approvals": [{"revision": "0dd0dd00"}]})
+    assert patches(reconcile(ready(stale, annotations={APPROVE_ANNOTATION: "0dd0dd00"}),
+                             CONFIG)) == []
+    # ...and one of this revision approves the tasks it names, from Git or from kubectl.
+    in_git = f.spec(serving={"cutover": "Manual",
+                             "approvals": [{"revision": rev, "tasks": ["intent"]}]})
+    out = reconcile(ready(in_git), CONFIG)
+    assert [p.name for p in patches(out)] == ["intent-svc"]
+    assert "cutover of topic waits for an approval" in out.status["message"]
+    rows = {r["name"]: r for r in out.status["tasks"]}
+    assert rows["intent"]["servedBy"] == "unified" and rows["topic"]["awaitingApproval"]
+    annotated = reconcile(ready(spec, annotations={APPROVE_ANNOTATION: f"{rev}:topic"}), CONFIG)
+    assert [p.name for p in patches(annotated)] == ["topic-svc"]
+
+
+def test_an_approval_for_an_unknown_task_is_refused_with_its_path():
+    from multitask_operator.loader import validation_problems
+    from pydantic import ValidationError
+
+    bad = f.spec(serving={"approvals": [{"revision": "1a2b3c4d", "tasks": ["intent", "nope"]}]})
+    try:
+        MultiTaskModelSpec.model_validate(bad)
+    except ValidationError as err:
+        [problem] = validation_problems(err, "spec", None, ("spec",))
+    assert problem.path == "spec.serving.approvals[0].tasks[1]"
+    assert problem.message.startswith("'nope' is not a task of this model")
 
 
 def test_cutover_off_never_touches_services_and_restores_taken_ones():

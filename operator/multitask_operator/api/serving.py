@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
-from .common import ApiModel, Cutover, Engine, Quantity, cel, defaulted, field_error
+from .common import DNS1123_LABEL, ApiModel, Cutover, Engine, Quantity, cel, defaulted, field_error
 
 
 class Autoscaling(ApiModel):
@@ -40,6 +42,21 @@ class ServingResources(ApiModel):
     memory: Quantity | None = Field(None, description="Memory per inference replica.")
 
 
+class Approval(ApiModel):
+    revision: str = Field(
+        pattern=r"^[0-9a-f]{8}$",
+        description=(
+            "The training revision approved (status.revision). An approval names one revision: "
+            "it does nothing for any other, so a retrained model waits for a new one."
+        ),
+        examples=["1a2b3c4d"],
+    )
+    tasks: list[Annotated[str, Field(pattern=DNS1123_LABEL, max_length=63)]] | None = Field(
+        None,
+        description="Tasks whose cutover is approved; absent: every qualified task.",
+    )
+
+
 class Serving(ApiModel):
     engine: Engine = Field(Engine.TGI, description="tgi (default) or vllm.")
     image: str | None = Field(
@@ -66,8 +83,16 @@ class Serving(ApiModel):
     cutover: Cutover = Field(
         Cutover.AUTO,
         description=(
-            "Auto repoints qualified tasks' Services to the gateway; Manual waits for the "
-            "annotation multitask.ai/approve-cutover; Off never touches them."
+            "Auto repoints qualified tasks' Services to the gateway; Manual waits for an "
+            "approval of the revision (serving.approvals, or the annotation "
+            "multitask.ai/approve-cutover: REVISION[:task,task]); Off never touches them."
+        ),
+    )
+    approvals: list[Approval] = Field(
+        default_factory=list,
+        description=(
+            "With cutover Manual: which tasks of which training revision may be cut over, "
+            "kept in Git with the rest of the spec. Changing it re-rolls nothing."
         ),
     )
     cross_task_access: bool = Field(

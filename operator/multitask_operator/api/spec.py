@@ -401,6 +401,14 @@ class MultiTaskModelSpec(ApiModel):
                     f"recipe.keep {keep} needs taskFiltering byType or byTaxonomy; with none "
                     "there is a single group (use largest)",
                 )
+        names = {t.name for t in self.tasks}
+        for i, approval in enumerate(self.serving.approvals):
+            for j, task in enumerate(approval.tasks or []):
+                if task not in names:
+                    raise field_error(
+                        f"serving.approvals.{i}.tasks.{j}",
+                        f"'{task}' is not a task of this model; tasks: {', '.join(sorted(names))}",
+                    )
         return self
 
     def task(self, name: str) -> Task:

@@ -88,6 +88,10 @@ class TaskStatus(StatusModel):
     baseline: float | None = None
     qualified: bool | None = None
     served_by: str | None = Field(None, description="unified, its own service, or none yet.")
+    awaiting_approval: bool | None = Field(
+        None, description="True while the task's cutover waits for an approval of the revision "
+        "(serving.cutover Manual)."
+    )
     cutover_blocked: str | None = Field(
         None,
         description=(

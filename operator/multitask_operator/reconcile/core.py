@@ -183,7 +183,7 @@ def _give_back(d: _Decision, why: str) -> None:
 
 def _tasks(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk, deployed: bool,
            moved: set[str] | None = None, returned: set[str] | None = None,
-           blocked: dict[str, str] | None = None) -> None:
+           blocked: dict[str, str] | None = None, waiting: set[str] | None = None) -> None:
     """Fill status.tasks; `moved`/`returned`: Services this reconcile takes over / gives back;
     `blocked`: tasks whose cutover was refused, with why."""
     services = d.obs.services
@@ -191,7 +191,7 @@ def _tasks(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk, deployed: b
     taken = (taken | (moved or set())) - (returned or set()) - d.restored
     cut_over = {t.name for t in spec.tasks if t.service and t.service.name in taken}
     d.status["tasks"] = task_rows(spec, walk.plan, walk.results.get(steps.EVALUATE), cut_over,
-                                  deployed, blocked or {})
+                                  deployed, blocked or {}, waiting or set())
     _, qualified, _ = evaluation(walk.results.get(steps.EVALUATE))
     if steps.EVALUATE in walk.results:
         d.status["qualifiedCount"] = len(qualified)
@@ -332,11 +332,14 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     d.condition("Deployed", True, "Available", f"revision {revision} is available")
     moves, waiting, moved, returned, blocked = _cutover(d, spec, qualified, config)
     d.out.actions += moves
-    _tasks(d, spec, walk, deployed=True, moved=moved, returned=returned, blocked=blocked)
+    _tasks(d, spec, walk, deployed=True, moved=moved, returned=returned, blocked=blocked,
+           waiting=set(waiting))
     _report_refusals(d, blocked)
     if waiting:
         message = (f"revision {revision} is deployed; cutover of {', '.join(waiting)} waits "
-                   f"for the annotation {APPROVE_ANNOTATION}")
+                   f"for an approval of revision {revision}: add {{revision: {revision}, "
+                   f"tasks: [{', '.join(waiting)}]}} to spec.serving.approvals, or annotate "
+                   f"{APPROVE_ANNOTATION}={revision}")
         d.condition("Ready", False, "AwaitingApproval", message)
         return d.finish(Phase.DEPLOYING, message, "AwaitingApproval")
     message = (f"serving {len(qualified)} of {len(spec.tasks)} tasks with revision {revision}; "
@@ -357,6 +360,28 @@ def _report_refusals(d: _Decision, blocked: dict[str, str]) -> None:
             f"task {task}: {why}" for task, why in sorted(blocked.items()))))
 
 
+def approved_tasks(spec: MultiTaskModelSpec, annotations: dict[str, str],
+                   revision: str) -> tuple[bool, set[str]]:
+    """(every task approved, the tasks approved) for `revision`: spec.serving.approvals entries
+    naming it, and the annotation `multitask.ai/approve-cutover: REVISION[:task,task] ...`
+    (the kubectl form). Anything naming another revision approves nothing."""
+    every, tasks = False, set()
+    for approval in spec.serving.approvals:
+        if approval.revision == revision:
+            if approval.tasks is None:
+                every = True
+            else:
+                tasks |= set(approval.tasks)
+    for token in annotations.get(APPROVE_ANNOTATION, "").split():
+        named, _, listed = token.partition(":")
+        if named == revision:
+            if listed:
+                tasks |= {t for t in listed.split(",") if t}
+            else:
+                every = True
+    return every, tasks
+
+
 def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
              config: OperatorConfig) -> tuple[list[Action], list[str], set[str], set[str],
                                               dict[str, str]]:
@@ -364,8 +389,7 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
     now, Services given back now, tasks whose cutover is refused with why)."""
     obs = d.obs
     mode = spec.serving.cutover
-    approved = mode == Cutover.AUTO or (mode == Cutover.MANUAL and APPROVE_ANNOTATION in
-                                        obs.annotations)
+    every, approved_names = approved_tasks(spec, obs.annotations, str(d.status["revision"]))
     wanted = {t.service.name: t.name for t in spec.tasks
               if t.service and t.name in qualified and mode != Cutover.OFF}
     actions: list[Action] = []
@@ -385,7 +409,7 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
         if why is not None:
             blocked[task] = why
             continue
-        if not approved:
+        if mode == Cutover.MANUAL and not (every or task in approved_names):
             waiting.append(task)
             continue
         take.append(cutover.take_over(service, obs.name))

@@ -46,6 +46,7 @@ def task_rows(
     cut_over: set[str],
     deployed: bool,
     blocked: dict[str, str] | None = None,
+    waiting: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     scores, qualified, trained = evaluation(evaluate)
     planned = {t.name: t for t in plan.tasks} if plan else {}
@@ -67,5 +68,7 @@ def task_rows(
         row["servedBy"] = served_by(spec, task.name, cut_over, deployed, qualified)
         if blocked and task.name in blocked:
             row["cutoverBlocked"] = blocked[task.name]
+        if waiting and task.name in waiting:
+            row["awaitingApproval"] = True
         rows.append(row)
     return rows
