@@ -504,3 +504,74 @@ def test_deletion_restores_even_onto_a_backend_that_is_not_ready():
     out = finalize(f.observed(services=not_ready,
                               annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}))
     assert [p.name for p in patches(out)] == ["intent-svc"]  # the gateway goes with the model
+
+
+# ----------------------------------------------------------------- retiring old backends
+
+
+def _old_deployment(name: str, app: str, replicas: int, retired: dict | None = None) -> dict:
+    annotations = {"multitask.ai/retired": json.dumps(retired)} if retired else {}
+    return {"metadata": {"name": name, "annotations": annotations},
+            "spec": {"replicas": replicas, "template": {
+                "metadata": {"labels": {"app": app}},
+                "spec": {"containers": [{"resources": {"limits": {"nvidia.com/gpu": "2"}}}]}}}}
+
+
+def _taken(since: str, *deployments: dict, ready: bool = True) -> dict:
+    from multitask_operator.reconcile.observed import service_state
+
+    record = json.dumps({"model": f.NAME, "selector": {"app": "intent-svc"},
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8000}],
+                         "gpus": 2, "since": since})
+    pods = [{"spec": {"containers": [{}]}, "status": {"phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True" if ready else "False"}]}}]
+    raw = {"metadata": {"name": "intent-svc", "annotations": {CUTOVER_ANNOTATION: record}},
+           "spec": {"selector": {"gw": "1"}, "ports": []}}
+    return {"intent-svc": service_state(raw, pods, list(deployments), {"app": "intent-svc"})}
+
+
+def test_old_backends_are_retired_after_the_hold_and_the_saving_is_counted():
+    spec = f.spec(serving={"retireOldBackends": True, "retireAfterSeconds": 600})
+    old = _old_deployment("intent-model", "intent-svc", 2)
+    # Cut over 5 minutes ago (the factory's clock is 2026-01-01T00:00:00Z): not yet.
+    early = reconcile(ready(spec, services=_taken("2025-12-31T23:55:00Z", old),
+                            annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    assert patches(early, "Deployment") == [] and early.requeue_after == 300
+    later = reconcile(ready(spec, services=_taken("2025-12-31T23:50:00Z", old),
+                            annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    [scale] = patches(later, "Deployment")
+    assert scale.name == "intent-model" and scale.patch["spec"] == {"replicas": 0}
+    record = json.loads(scale.patch["metadata"]["annotations"]["multitask.ai/retired"])
+    assert record == {"model": f.NAME, "replicas": 2, "service": "intent-svc"}
+    assert any(e.reason == "Retired" for e in later.events)
+    # Once retired, the cost figures count its GPUs as really freed.
+    retired = _old_deployment("intent-model", "intent-svc", 0, record)
+    after = reconcile(ready(spec, services=_taken("2025-12-31T23:50:00Z", retired),
+                            annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    assert patches(after, "Deployment") == []
+    assert after.status["serving"]["gpusRetired"] == 4  # 2 replicas x 2 GPUs
+
+
+def test_every_way_back_scales_the_old_backend_up_first():
+    record = {"model": f.NAME, "replicas": 3, "service": "intent-svc"}
+    retired = _old_deployment("intent-model", "intent-svc", 0, record)
+    # cutover Off: scaled back up, and the Service waits for a ready pod.
+    spec = f.spec(serving={"cutover": "Off", "retireOldBackends": True})
+    out = reconcile(ready(spec, services=_taken("2025-12-31T00:00:00Z", retired, ready=False),
+                          annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    [scale] = patches(out, "Deployment")
+    assert scale.patch == {"metadata": {"annotations": {"multitask.ai/retired": None}},
+                           "spec": {"replicas": 3}}
+    assert patches(out) == []  # the Service itself waits
+    assert "scaled back up from 0" in out.status["message"]
+    # retireOldBackends turned off: back up, the Service stays on the gateway.
+    spec = f.spec(serving={"retireOldBackends": False})
+    out = reconcile(ready(spec, services=_taken("2025-12-31T00:00:00Z", retired),
+                          annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}), CONFIG)
+    assert [p.patch["spec"] for p in patches(out, "Deployment")] == [{"replicas": 3}]
+    assert "intent-svc" not in [p.name for p in patches(out)]
+    # Deletion: back up and restored at once (the gateway goes away with the model).
+    out = finalize(f.observed(services=_taken("2025-12-31T00:00:00Z", retired, ready=False),
+                              annotations={TAKEN_OVER_ANNOTATION: "intent-svc"}))
+    assert [(p.kind, p.name) for p in out.actions] == [("Deployment", "intent-model"),
+                                                       ("Service", "intent-svc")]

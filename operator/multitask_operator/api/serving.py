@@ -88,6 +88,19 @@ class Serving(ApiModel):
             "multitask.ai/approve-cutover: REVISION[:task,task]); Off never touches them."
         ),
     )
+    retire_old_backends: bool = Field(
+        False,
+        description=(
+            "Once a task's Service has been on the gateway for retireAfterSeconds, scale the "
+            "Deployments behind its old selector to 0 (their replica counts are recorded on "
+            "them), so that the saving is real; any restore scales them back first and waits "
+            "for a ready pod. Argo CD users: ignore those Deployments' /spec/replicas."
+        ),
+    )
+    retire_after_seconds: int = Field(
+        3600, ge=0, le=30 * 24 * 3600,
+        description="How long a task serves from the gateway before its old backend is retired.",
+    )
     approvals: list[Approval] = Field(
         default_factory=list,
         description=(

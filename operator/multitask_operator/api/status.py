@@ -113,6 +113,10 @@ class ServingStatus(StatusModel):
     gpus_after: int | None = Field(
         None, description="GPUs of the unified deployment plus the services left."
     )
+    gpus_retired: int | None = Field(
+        None, description="GPUs of old per-task Deployments scaled to 0 (serving."
+        "retireOldBackends): really freed. gpusBefore - gpusAfter is what could be freed."
+    )
     cost_reduction: float | None = Field(None, description="1 - gpusAfter / gpusBefore.")
     cost_saving: str | None = Field(
         None, description="costReduction as a percentage, for kubectl get."

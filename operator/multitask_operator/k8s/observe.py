@@ -52,6 +52,8 @@ class Observer:
         self._finished: dict[str, JobState] = {}  # Job uid -> final state
         self.timed: set[tuple[str, str]] = set()  # (Job, completion) already in the metrics
         self.discovery = Discovery()
+        # Deployments by namespace, listed at most once per observation (reset by observe()).
+        self._deployments: dict[str, list[dict[str, Any]]] = {}
 
     async def _pods(self, namespace: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
         """The pods of a step's Job, JobSet or TrainJob (whose JobSet has its name)."""
@@ -84,6 +86,7 @@ class Observer:
         return events[-1] if events else None
 
     async def observe(self, body: Mapping[str, Any]) -> Observed:
+        self._deployments = {}
         meta = body["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         obs = Observed(
@@ -155,7 +158,14 @@ class Observer:
         # The GPUs of a Service are those of the pods it selected before any cutover.
         labels = (record or {}).get("selector") or state.selector
         pods = await self.client.list("v1", "Pod", obs.namespace, labels) if labels else None
-        obs.services[service_name] = service_state(raw, pods)
+        # The Deployments behind a taken-over Service (for retiring and reviving them).
+        deployments = None
+        if record is not None and labels:
+            if obs.namespace not in self._deployments:
+                self._deployments[obs.namespace] = await self.client.list(
+                    "apps/v1", "Deployment", obs.namespace)
+            deployments = self._deployments[obs.namespace]
+        obs.services[service_name] = service_state(raw, pods, deployments, labels)
 
 
 def _owned(obj: dict[str, Any]) -> bool:

@@ -332,6 +332,7 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     d.condition("Deployed", True, "Available", f"revision {revision} is available")
     moves, waiting, moved, returned, blocked = _cutover(d, spec, qualified, config)
     d.out.actions += moves
+    _retirement(d, spec, returned)
     _tasks(d, spec, walk, deployed=True, moved=moved, returned=returned, blocked=blocked,
            waiting=set(waiting))
     _report_refusals(d, blocked)
@@ -349,6 +350,30 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
             f"{task} ({why})" for task, why in sorted(blocked.items()))
     d.condition("Ready", True, "Ready", message)
     return d.finish(Phase.READY, message, "Ready")
+
+
+def _retirement(d: _Decision, spec: MultiTaskModelSpec, returned: set[str]) -> None:
+    """Scale the old backends of Services held on the gateway long enough to 0
+    (serving.retireOldBackends), or back up when the option is turned off."""
+    obs, wanted = d.obs, spec.serving.retire_old_backends
+    retired: list[str] = []
+    for name, service in sorted(obs.services.items()):
+        record = cutover.original(service, obs.name)
+        if record is None or name in returned or name in d.restored or name in d.deferred:
+            continue
+        if not wanted:
+            d.out.actions += cutover.revive(service, obs.name)
+            continue
+        held = cutover.held_seconds(record, obs.now)
+        if held < spec.serving.retire_after_seconds:
+            d.out.requeue(spec.serving.retire_after_seconds - held)
+            continue
+        patches = cutover.retire(service, obs.name)
+        d.out.actions += patches
+        retired += [p.name for p in patches]
+    if retired:
+        d.out.events.append(Event("Normal", "Retired", "scaled to 0 behind their old "
+                                  "Services (counts recorded on them): " + ", ".join(retired)))
 
 
 def _report_refusals(d: _Decision, blocked: dict[str, str]) -> None:
@@ -412,15 +437,17 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
         if mode == Cutover.MANUAL and not (every or task in approved_names):
             waiting.append(task)
             continue
-        take.append(cutover.take_over(service, obs.name))
+        take.append(cutover.take_over(service, obs.name, obs.now))
     # Services taken over but no longer wanted (cutover Off, a task that stopped qualifying or
     # lost its service field) go back to their own pods.
     restore = []
     for name, service in sorted(obs.services.items()):
         record = cutover.original(service, obs.name)
-        if name in wanted or name in d.restored or record is None:
+        if name in wanted or name in d.restored or name in d.deferred or record is None:
             continue
-        blocker = _restore_blocker(service)
+        revived = cutover.revive(service, obs.name)
+        actions += revived
+        blocker = _restore_blocker(service, bool(revived))
         if blocker:
             d.deferred[name] = blocker
         else:
@@ -448,9 +475,12 @@ def _taken_over_patch(model: str, names: set[str]) -> Patch:
         "metadata": {"annotations": {cutover.TAKEN_OVER_ANNOTATION: value}}})
 
 
-def _restore_blocker(service: ServiceState) -> str | None:
+def _restore_blocker(service: ServiceState, reviving: bool = False) -> str | None:
     """Why `service` must not be restored now: a restore never points a Service at a backend
     without ready endpoints (its clients would get nothing)."""
+    if reviving:
+        return (f"Service {service.name} stays on the gateway while the Deployments behind it "
+                "are scaled back up from 0; it is given back once a pod is ready")
     if service.ready_backends == 0:
         return (f"Service {service.name} stays on the gateway: the pods of its own selector "
                 "have no ready endpoint; it is given back once one is ready")
@@ -465,7 +495,9 @@ def _restore_all(d: _Decision) -> list[Patch]:
         record = cutover.original(service, d.obs.name)
         if record is None or name in d.restored:
             continue
-        blocker = _restore_blocker(service)
+        revived = cutover.revive(service, d.obs.name)
+        d.out.actions += revived  # scaled back up first; the restore waits for a ready pod
+        blocker = _restore_blocker(service, bool(revived))
         if blocker:
             d.deferred[name] = blocker
             continue
@@ -476,10 +508,14 @@ def _restore_all(d: _Decision) -> list[Patch]:
 def finalize(obs: Observed) -> Outcome:
     """Before the object goes away: every Service it took over gets its selector back (even
     onto a backend with no ready pod: the gateway goes away with the model)."""
-    patches = [cutover.restore(s, record) for _, s in sorted(obs.services.items())
-               if (record := cutover.original(s, obs.name)) is not None]
-    out = Outcome(actions=list(patches), done=True)
+    actions: list[Action] = []
+    for _, service in sorted(obs.services.items()):
+        record = cutover.original(service, obs.name)
+        if record is not None:
+            actions += cutover.revive(service, obs.name)
+            actions.append(cutover.restore(service, record))
+    out = Outcome(actions=actions, done=True)
     if out.actions:
         out.events.append(Event("Normal", "Restored", "restored before deletion: " + ", ".join(
-            p.name for p in out.actions if isinstance(p, Patch))))
+            p.name for p in out.actions if isinstance(p, Patch) and p.kind == "Service")))
     return out

@@ -19,12 +19,13 @@ their owners handed over).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from ..render import gateway
 from ..render.meta import APP_NAME, selector_labels
 from .actions import Patch
-from .observed import ServiceState
+from .observed import RETIRED_ANNOTATION, BackendState, ServiceState
 
 CUTOVER_ANNOTATION = "multitask.ai/cutover"
 TAKEN_OVER_ANNOTATION = "multitask.ai/taken-over"
@@ -77,10 +78,10 @@ def taken_over_names(annotations: dict[str, str]) -> list[str]:
     return sorted({n for n in raw.split(",") if n})
 
 
-def take_over(service: ServiceState, model: str) -> Patch:
+def take_over(service: ServiceState, model: str, now: str | None = None) -> Patch:
     target = selector_labels(model, gateway.COMPONENT)
     record = {"model": model, "selector": service.selector, "ports": service.ports,
-              "gpus": service.gpus}
+              "gpus": service.gpus, "since": now}
     # A merge patch merges maps: the old selector keys must be removed explicitly or the
     # Service would select pods carrying both label sets, i.e. none.
     selector: dict[str, Any] = {k: None for k in service.selector if k not in target}
@@ -105,3 +106,41 @@ def restore(service: ServiceState, record: dict[str, Any]) -> Patch:
 
 def is_taken_over(service: ServiceState, model: str) -> bool:
     return original(service, model) is not None
+
+
+# --------------------------------------------------------------------------- retirement
+# With spec.serving.retireOldBackends, the Deployments behind a Service that has served from the
+# gateway long enough are scaled to 0, so that the saving is real. The count each had is kept on
+# it (multitask.ai/retired), and every way back scales it up first: a restore then waits for a
+# ready pod (core._restore_blocker), so clients never land on nothing.
+
+
+def retire(service: ServiceState, model: str) -> list[Patch]:
+    return [Patch("apps/v1", "Deployment", b.name, {
+        "metadata": {"annotations": {RETIRED_ANNOTATION: json.dumps(
+            {"model": model, "service": service.name, "replicas": b.replicas},
+            sort_keys=True)}},
+        "spec": {"replicas": 0},
+    }) for b in service.backends if b.retired is None and b.replicas > 0]
+
+
+def retired_by(service: ServiceState, model: str) -> list[BackendState]:
+    return [b for b in service.backends if (b.retired or {}).get("model") == model]
+
+
+def revive(service: ServiceState, model: str) -> list[Patch]:
+    """Scale back every Deployment this model retired behind `service`."""
+    return [Patch("apps/v1", "Deployment", b.name, {
+        "metadata": {"annotations": {RETIRED_ANNOTATION: None}},
+        "spec": {"replicas": int((b.retired or {}).get("replicas") or 1)},
+    }) for b in retired_by(service, model)]
+
+
+def held_seconds(record: dict[str, Any], now: str) -> float:
+    """How long the Service has been on the gateway (a record without `since`, written by an
+    older operator, counts as long ago)."""
+    since = record.get("since")
+    if not since:
+        return float("inf")
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (datetime.strptime(now, fmt) - datetime.strptime(str(since), fmt)).total_seconds()

@@ -53,6 +53,16 @@ class DeploymentState:
 
 
 @dataclass(frozen=True)
+class BackendState:
+    """A Deployment whose pods an old per-task Service selected before the cutover."""
+
+    name: str
+    replicas: int
+    gpus_per_pod: int
+    retired: dict[str, Any] | None = None  # the multitask.ai/retired record on it, if any
+
+
+@dataclass(frozen=True)
 class ServiceState:
     name: str
     selector: dict[str, str]
@@ -62,6 +72,7 @@ class ServiceState:
     # Ready pods among those its original selector picks (its own backend); None: not known
     # (no selector to list them by).
     ready_backends: int | None = None
+    backends: tuple[BackendState, ...] = ()  # Deployments behind the original selector
 
 
 @dataclass
@@ -247,7 +258,37 @@ def pod_gpus(pods: list[dict[str, Any]]) -> int:
     return total
 
 
-def service_state(service: dict[str, Any], pods: list[dict[str, Any]] | None) -> ServiceState:
+RETIRED_ANNOTATION = "multitask.ai/retired"
+
+
+def backend_state(deployment: dict[str, Any]) -> BackendState:
+    meta, spec = deployment.get("metadata", {}), deployment.get("spec", {})
+    template = spec.get("template") or {}
+    record = None
+    raw = (meta.get("annotations") or {}).get(RETIRED_ANNOTATION)
+    if raw:
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            record = None
+    return BackendState(
+        name=meta.get("name", ""),
+        replicas=int(spec.get("replicas", 1)),
+        gpus_per_pod=pod_gpus([{"spec": template.get("spec") or {}}]),
+        retired=record if isinstance(record, dict) else None,
+    )
+
+
+def selects(selector: dict[str, str], deployment: dict[str, Any]) -> bool:
+    """Whether `selector` (a Service's) picks the pods of `deployment`."""
+    labels = ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get(
+        "labels") or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def service_state(service: dict[str, Any], pods: list[dict[str, Any]] | None,
+                  deployments: list[dict[str, Any]] | None = None,
+                  selector: dict[str, str] | None = None) -> ServiceState:
     meta = service.get("metadata", {})
     spec = service.get("spec", {})
     return ServiceState(
@@ -257,6 +298,8 @@ def service_state(service: dict[str, Any], pods: list[dict[str, Any]] | None) ->
         annotations=dict(meta.get("annotations") or {}),
         gpus=pod_gpus(pods) if pods else None,
         ready_backends=None if pods is None else sum(1 for p in pods if _pod_ready(p)),
+        backends=tuple(backend_state(d) for d in deployments or []
+                       if selects(selector or {}, d)),
     )
 
 

@@ -22,7 +22,7 @@ from ..render.network import render_inference_network_policy
 from ..render.serving import render_inference_deployment, render_inference_service
 from ..render.tasks import RoutedTask
 from .actions import Absent
-from .cutover import original
+from .cutover import original, retired_by
 from .observed import Observed
 
 
@@ -143,6 +143,13 @@ def task_gpus(obs: Observed, spec: MultiTaskModelSpec) -> dict[str, int]:
     return gpus
 
 
+def retired_gpus(obs: Observed) -> int:
+    """GPUs of the old per-task Deployments this model scaled to 0: what is really freed (the
+    rest of gpusBefore - gpusAfter could be freed by retiring them)."""
+    return sum(int((b.retired or {}).get("replicas") or 0) * b.gpus_per_pod
+               for s in obs.services.values() for b in retired_by(s, obs.name))
+
+
 def unified_gpus(spec: MultiTaskModelSpec) -> int:
     replicas = spec.serving.autoscaling.min_replicas if spec.serving.autoscaling else (
         spec.serving.replicas)
@@ -153,7 +160,8 @@ def cost_figures(obs: Observed, spec: MultiTaskModelSpec, qualified: list[str]) 
     per_task = task_gpus(obs, spec)
     before = sum(per_task.values())
     after = unified_gpus(spec) + sum(g for t, g in per_task.items() if t not in qualified)
-    figures: dict[str, Any] = {"gpusBefore": before, "gpusAfter": after}
+    figures: dict[str, Any] = {"gpusBefore": before, "gpusAfter": after,
+                               "gpusRetired": retired_gpus(obs)}
     if before > 0:
         reduction = round(1 - after / before, 4)
         figures["costReduction"] = reduction
