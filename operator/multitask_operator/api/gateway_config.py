@@ -16,13 +16,13 @@ pydantic only.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -122,9 +122,6 @@ class GatewayConfig(_ConfigModel):
     cross_task_access: StrictBool = False
     task_list: tuple[TaskRoute, ...] = Field(alias="tasks", min_length=1)
 
-    _tasks: dict[str, TaskRoute] = PrivateAttr(default_factory=dict)
-    _by_service: dict[str, TaskRoute] = PrivateAttr(default_factory=dict)
-
     @model_validator(mode="after")
     def _names_and_services_unique(self) -> GatewayConfig:
         tasks: dict[str, TaskRoute] = {}
@@ -139,18 +136,19 @@ class GatewayConfig(_ConfigModel):
             tasks[task.name] = task
             if task.service:
                 services[task.service] = task
-        self._tasks, self._by_service = tasks, services
         return self
 
-    @property
+    # Cached on the instance (a plain attribute read on every request, where a pydantic
+    # private attribute costs a __getattr__ call).
+    @cached_property
     def tasks(self) -> dict[str, TaskRoute]:
         """Task name -> route."""
-        return self._tasks
+        return {task.name: task for task in self.task_list}
 
-    @property
+    @cached_property
     def by_service(self) -> dict[str, TaskRoute]:
         """Old Service name -> task, for Host-header routing."""
-        return self._by_service
+        return {task.service: task for task in self.task_list if task.service}
 
     def replace(self, **changes: Any) -> GatewayConfig:
         """A copy with `changes` (field names), validated again."""
