@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import errors, routing
 from .config import GatewayConfig, TaskRoute
 from .generation import Generation, build, decode_json
-from .metrics import NO_TASK, GatewayMetrics
+from .metrics import Call, GatewayMetrics
 from .openai_api import OpenAIEndpoints
 from .upstream import Upstream
 
@@ -130,14 +130,34 @@ class Gateway:
     async def task_api(self, request: web.Request) -> web.StreamResponse:
         return await self._serve(request, "task_api", stream=False)
 
+    async def measured(
+        self,
+        endpoint: str,
+        handle: Callable[[Call], Awaitable[web.StreamResponse]],
+        error_response: Callable[[errors.GatewayError], web.Response],
+    ) -> web.StreamResponse:
+        """Run `handle` with what every generation endpoint shares: a GatewayError becomes the
+        endpoint's error answer, and the request is counted in the metrics under the task
+        `handle` names in its Call (499 when the client hung up, as nginx counts it)."""
+        start = time.perf_counter()
+        call = Call()
+        try:
+            response = await handle(call)
+        except errors.GatewayError as error:
+            self.metrics.error(call.task, error.error_type)
+            response = error_response(error)
+        except asyncio.CancelledError:
+            self.metrics.observe(call.task, endpoint, 499, time.perf_counter() - start)
+            raise
+        self.metrics.observe(call.task, endpoint, response.status, time.perf_counter() - start)
+        return response
+
     async def _serve(
         self, request: web.Request, endpoint: str, stream: bool | None
     ) -> web.StreamResponse:
-        start = time.perf_counter()
-        label = NO_TASK
-        try:
+        async def handle(call: Call) -> web.StreamResponse:
             task = routing.require(self.config, request.match_info.get("task"), request.headers)
-            label = task.name
+            call.task = task.name
             data = decode_json(await self.body(request))
             if endpoint == "task_api":
                 generation = build(
@@ -150,18 +170,10 @@ class Gateway:
                 )
             with self.slot(task):
                 if generation.stream:
-                    response = await self.stream(request, generation)
-                else:
-                    response = await self._generate(generation, endpoint == "task_api")
-        except errors.GatewayError as error:
-            self.metrics.error(label, error.error_type)
-            response = error.response()
-        except asyncio.CancelledError:
-            # The client hung up (handler cancellation): count it as nginx does, 499.
-            self.metrics.observe(label, endpoint, 499, time.perf_counter() - start)
-            raise
-        self.metrics.observe(label, endpoint, response.status, time.perf_counter() - start)
-        return response
+                    return await self.stream(request, generation)
+                return await self._generate(generation, endpoint == "task_api")
+
+        return await self.measured(endpoint, handle, errors.GatewayError.response)
 
     async def body(self, request: web.Request) -> bytes:
         limit = self.config.limits.max_body_bytes

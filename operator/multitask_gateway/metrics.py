@@ -17,6 +17,15 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
                    60, 120)
 
 
+class Call:
+    """What one request's handler tells the metrics: its task, once known."""
+
+    __slots__ = ("task",)
+
+    def __init__(self) -> None:
+        self.task = NO_TASK
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()

@@ -15,11 +15,10 @@ Limits (body size, max tokens, concurrency per task) and metrics (endpoint `chat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -28,7 +27,7 @@ from aiohttp import web
 from . import errors, routing
 from .config import GatewayConfig, TaskRoute
 from .generation import Generation, build, decode_json
-from .metrics import NO_TASK, GatewayMetrics
+from .metrics import NO_TASK, Call, GatewayMetrics
 from .openai_requests import (
     ChatRequest,
     CompletionRequest,
@@ -54,6 +53,11 @@ class Gateway(Protocol):
     async def stream(self, request: web.Request, generation: Generation, relay: Any = None,
                      error_event: Callable[[errors.GatewayError], bytes] = ...,
                      ) -> web.StreamResponse: ...
+
+    async def measured(
+        self, endpoint: str, handle: Callable[[Call], Awaitable[web.StreamResponse]],
+        error_response: Callable[[errors.GatewayError], web.Response],
+    ) -> web.StreamResponse: ...
 
 # TGI's finish reasons -> OpenAI's.
 FINISH_REASONS = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
@@ -125,16 +129,15 @@ class OpenAIEndpoints:
 
     async def _serve(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         gateway = self.gateway
-        start = time.perf_counter()
-        label = NO_TASK
-        try:
+
+        async def handle(call: Call) -> web.StreamResponse:
             data = decode_json(await gateway.body(request))
             chat = endpoint == "chat_completions"
             parsed = parse(ChatRequest if chat else CompletionRequest, data)
             task = routing.for_model(
                 self.config, parsed.model, request.match_info.get("task"), request.headers
             )
-            label = task.name
+            call.task = task.name
             text = chat_input(parsed) if chat else completion_input(parsed)
             params = engine_parameters(parsed, task, self.config.limits)
             generation = build(self.config, task, text, params, bool(parsed.stream))
@@ -142,21 +145,14 @@ class OpenAIEndpoints:
                            bool(parsed.stream_options and parsed.stream_options.include_usage))
             with gateway.slot(task):
                 if generation.stream:
-                    response = await gateway.stream(
+                    return await gateway.stream(
                         request, generation, shape.relay, errors.GatewayError.openai_sse
                     )
-                else:
-                    answer = await gateway.upstream.generate(generation.prompt,
-                                                             generation.parameters)
-                    response = shape.complete(generation, answer.body, answer.prompt_tokens)
-        except errors.GatewayError as error:
-            gateway.metrics.error(label, error.error_type)
-            response = error.openai_response()
-        except asyncio.CancelledError:
-            gateway.metrics.observe(label, endpoint, 499, time.perf_counter() - start)
-            raise
-        gateway.metrics.observe(label, endpoint, response.status, time.perf_counter() - start)
-        return response
+                answer = await gateway.upstream.generate(generation.prompt,
+                                                         generation.parameters)
+                return shape.complete(generation, answer.body, answer.prompt_tokens)
+
+        return await gateway.measured(endpoint, handle, errors.GatewayError.openai_response)
 
 
 class _Shape:

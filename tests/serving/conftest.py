@@ -3,6 +3,7 @@ tiny random model built once per session for the end-to-end tests (slow)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -44,6 +45,24 @@ class Running:
     async def get(self, path: str, **kwargs) -> tuple[int, str]:
         async with self.session.get(self.url + path, **kwargs) as response:
             return response.status, await response.text()
+
+
+async def hang_up_mid_stream(fake: FakeTgi, gw: Running, path: str, body: dict,
+                             endpoint: str) -> None:
+    """A client reads the first event of a stream, then hangs up while the upstream is still
+    generating: the upstream request must end, the slot be freed, the metrics say 499."""
+    fake.gate = asyncio.Queue()
+    fake.gate.put_nowait(None)
+    response = await gw.session.post(gw.url + path, json=body)
+    assert (await response.content.readline()).startswith(b"data:")
+    assert gw.gateway.in_flight["summary"] == 1
+    response.close()
+    await asyncio.wait_for(fake.stream_ended.wait(), timeout=10)
+    while gw.gateway.in_flight["summary"]:
+        await asyncio.sleep(0.01)
+    _, metrics = await gw.get("/metrics")
+    assert (f'mtm_gateway_requests_total{{code="499",endpoint="{endpoint}",task="summary"}}'
+            in metrics)
 
 
 @pytest.fixture

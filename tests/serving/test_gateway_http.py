@@ -13,6 +13,8 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import GenerationError
 from multitask_gateway.constraints import label_regex
 
+from tests.serving.conftest import hang_up_mid_stream
+
 PROMPT = "<|user|>\n{instruction}\n\n{text}\n<|assistant|>\n"
 
 
@@ -291,19 +293,8 @@ class TestStreaming:
 
     async def test_a_client_that_leaves_stops_the_upstream_stream(self, tgi_gateway):
         fake, gw = tgi_gateway
-        fake.gate = asyncio.Queue()
-        fake.gate.put_nowait(None)
-        response = await gw.session.post(gw.url + "/tasks/summary/generate_stream",
-                                         json={"inputs": "x"})
-        assert (await response.content.readline()).startswith(b"data:")
-        assert gw.gateway.in_flight["summary"] == 1
-        response.close()  # hang up while the upstream is still generating
-        await asyncio.wait_for(fake.stream_ended.wait(), timeout=10)
-        while gw.gateway.in_flight["summary"]:
-            await asyncio.sleep(0.01)
-        _, metrics = await gw.get("/metrics")
-        assert ('mtm_gateway_requests_total{code="499",endpoint="generate_stream",task="summary"}'
-                in metrics)
+        await hang_up_mid_stream(fake, gw, "/tasks/summary/generate_stream", {"inputs": "x"},
+                                 "generate_stream")
 
     async def test_details_and_full_text(self, tgi_gateway):
         _, gw = tgi_gateway

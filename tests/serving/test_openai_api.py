@@ -12,6 +12,8 @@ import openai
 import pytest
 from huggingface_hub import InferenceClient
 
+from tests.serving.conftest import hang_up_mid_stream
+
 LABELS = {"refund", "shipping", "other"}
 
 
@@ -199,19 +201,8 @@ class TestStreaming:
 
     async def test_a_client_that_leaves_cancels_the_upstream_request(self, tgi_gateway):
         fake, gw = tgi_gateway
-        fake.gate = asyncio.Queue()
-        fake.gate.put_nowait(None)
-        response = await gw.session.post(gw.url + "/v1/chat/completions", json={
-            "model": "summary", "messages": user(), "stream": True})
-        assert (await response.content.readline()).startswith(b"data:")
-        assert gw.gateway.in_flight["summary"] == 1
-        response.close()  # hang up while the upstream is still generating
-        await asyncio.wait_for(fake.stream_ended.wait(), timeout=10)
-        while gw.gateway.in_flight["summary"]:
-            await asyncio.sleep(0.01)
-        _, metrics = await gw.get("/metrics")
-        assert ('mtm_gateway_requests_total{code="499",endpoint="chat_completions",'
-                'task="summary"}') in metrics
+        await hang_up_mid_stream(fake, gw, "/v1/chat/completions", {
+            "model": "summary", "messages": user(), "stream": True}, "chat_completions")
 
 
 class TestCompletions:
