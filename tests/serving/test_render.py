@@ -137,8 +137,18 @@ class TestTgiDeployment:
 
     def test_adapters_need_a_group_per_task(self):
         spec = make_spec(**{"recipe.keep": "all-as-adapters"})
-        with pytest.raises(ValueError, match=r"tasks \['intent', 'summary'\] have no adapter"):
-            self.render(spec, TASKS)
+        mixed = [adapter_tasks()[0], RoutedTask("summary", "generation", "Summarise.")]
+        with pytest.raises(ValueError, match=r"tasks \['summary'\] have no adapter"):
+            self.render(spec, mixed)
+
+    def test_all_as_adapters_with_a_single_group_serves_the_merged_model(self):
+        """Filtering kept one group: export merged its one adapter into the base model (same
+        answers), so the model is served merged rather than refused after training."""
+        spec = make_spec(**{"recipe.keep": "all-as-adapters"})
+        tgi = container(self.render(spec, TASKS))
+        args = tgi["args"]
+        assert args[args.index("--model-id") + 1] == f"/workspace/revisions/{REV}/export"
+        assert "LORA_ADAPTERS" not in {e["name"] for e in tgi["env"]}
 
     def test_pod_volumes_probes_and_gpus(self):
         deployment = self.render(make_spec(serving={"resources": {"gpus": 1, "memory": "40Gi"}}))

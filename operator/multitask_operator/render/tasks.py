@@ -60,6 +60,10 @@ def adapter_groups(spec: MultiTaskModelSpec, tasks: list[RoutedTask]) -> list[st
     if spec.recipe.keep != Keep.ALL_AS_ADAPTERS:
         return []
     missing = [t.name for t in tasks if not t.adapter]
+    if len(missing) == len(tasks):
+        # Filtering left a single group: its one adapter was merged into the base model at
+        # export (the same answers, no adapter switching), so the model is served merged.
+        return []
     if missing:
         raise ValueError(
             f"recipe.keep is all-as-adapters but tasks {missing} have no adapter group; "
