@@ -99,7 +99,22 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     schema: dict[str, Any] = _structural(raw, defs)
+    _describe_entries(schema)
     return schema
+
+
+def _describe_entries(node: dict[str, Any]) -> None:
+    """The entries of a list or map without a description of their own (strings, numbers)
+    take their container's, so that `kubectl explain` says something on every node."""
+    first = str(node.get("description", "")).split(". ")[0].rstrip(".")
+    for key, what in (("items", "An entry"), ("additionalProperties", "A value")):
+        child = node.get(key)
+        if isinstance(child, dict):
+            if "description" not in child and first:
+                child["description"] = f"{what} of: {first}."
+            _describe_entries(child)
+    for child in (node.get("properties") or {}).values():
+        _describe_entries(child)
 
 
 def build_crd() -> dict[str, Any]:
@@ -117,9 +132,12 @@ def build_crd() -> dict[str, Any]:
         ),
         "required": ["spec"],
         "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "apiVersion": {"type": "string", "description": (
+                "The versioned schema of this object: multitask.ai/v1alpha1.")},
+            "kind": {"type": "string", "description": "MultiTaskModel."},
+            "metadata": {"type": "object", "description": (
+                "Standard object metadata; the name is at most "
+                f"{MAX_NAME_LENGTH} characters.")},
             "spec": spec_schema,
             "status": status_schema,
         },

@@ -38,11 +38,15 @@ class Autoscaling(ApiModel):
 
 
 class ServingResources(ApiModel):
+    """What each inference replica requests."""
+
     gpus: int = Field(1, ge=0, le=64, description="GPUs per inference replica. Default 1.")
     memory: Quantity | None = Field(None, description="Memory per inference replica.")
 
 
 class Approval(ApiModel):
+    """An approval of the cutover of some tasks of one training revision (cutover Manual)."""
+
     revision: str = Field(
         pattern=r"^[0-9a-f]{8}$",
         description=(
@@ -51,13 +55,16 @@ class Approval(ApiModel):
         ),
         examples=["1a2b3c4d"],
     )
-    tasks: list[Annotated[str, Field(pattern=DNS1123_LABEL, max_length=63)]] | None = Field(
+    tasks: list[Annotated[str, Field(pattern=DNS1123_LABEL, max_length=63,
+                                     description="A task name.")]] | None = Field(
         None,
         description="Tasks whose cutover is approved; absent: every qualified task.",
     )
 
 
 class Serving(ApiModel):
+    """How the unified model is served and how traffic moves to it."""
+
     engine: Engine = Field(Engine.TGI, description="tgi (default) or vllm.")
     image: str | None = Field(
         None, description="Inference image with a pinned tag; default from the operator config."

@@ -106,6 +106,8 @@ _LOCATION_CEL = (
 
 
 class TaskData(ApiModel):
+    """Where the task's examples are: JSON Lines of {input, output}."""
+
     model_config = {
         "json_schema_extra": cel(
             (_LOCATION_CEL.format(f="self.train"), f"data.train must be {DATA_LOCATION_HELP}"),
@@ -276,12 +278,16 @@ class Task(ApiModel):
 
 
 class Stage1(ApiModel):
+    """Stage 1: the high-resource tasks first, mixed in proportion to their sizes."""
+
     epochs: float = Field(
         2.0, gt=0, le=100, description="Passes over the high-resource tasks' data. Default 2."
     )
 
 
 class Stage2(ApiModel):
+    """Stage 2: every kept task, from stage 1's weights, temperature-scaled under a size cap."""
+
     epochs: float = Field(
         1.0,
         gt=0,

@@ -14,46 +14,51 @@ class Condition(StatusModel):
     """The standard metav1.Condition shape."""
 
     type: str = Field(description="Ready, Trained, Evaluated or Deployed.")
-    status: str = Field(pattern=r"^(True|False|Unknown)$")
+    status: str = Field(pattern=r"^(True|False|Unknown)$", description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason, e.g. Training, JobFailed.")
     message: str = Field("", description="What happened, for people.")
     last_transition_time: str | None = Field(None, description="RFC 3339 time.")
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation the condition was set for.")
 
 
 class Progress(StatusModel):
+    """The step running now and how far it is, from the trainer's progress lines."""
+
     stage: str | None = Field(None, description="The step running now, e.g. stage2.")
-    percent: float | None = Field(None, ge=0, le=100)
-    eta_seconds: float | None = Field(None, ge=0)
-    step: int | None = None
-    total_steps: int | None = None
-    loss: float | None = None
+    percent: float | None = Field(None, ge=0, le=100, description="Of the step, 0 to 100.")
+    eta_seconds: float | None = Field(None, ge=0, description="Estimated seconds left.")
+    step: int | None = Field(None, description="Optimizer steps done.")
+    total_steps: int | None = Field(None, description="Optimizer steps planned.")
+    loss: float | None = Field(None, description="Training loss at the last logged step.")
 
 
 class TaskPlan(StatusModel):
     """One task as the planner sees it."""
 
-    name: str
-    type: str
+    name: str = Field(description="The task's name.")
+    type: str = Field(description="classification or generation.")
     taxonomy: str | None = Field(
         None, description="Binary, ordinal or multiclass (declared or inferred)."
     )
     group: str = Field(description="The filtering group the task falls in.")
     included: bool = Field(description="Whether the unified model serves the task.")
     reason: str = Field(description="Why the task is in or out.")
-    high_resource: bool = False
+    high_resource: bool = Field(False, description="Whether stage 1 trains it.")
     examples: int = Field(ge=0, description="Training examples (after the eval split).")
 
 
 class StagePlan(StatusModel):
+    """One training stage: its tasks, their mixture and its length."""
+
     name: str = Field(
         description="stage1, stage2 (suffixed -GROUP with all-as-adapters) or baseline-TASK."
     )
     kind: str = Field(description="stage1, stage2 or baseline.")
     group: str | None = Field(None, description="The adapter group a stage trains.")
-    tasks: list[str]
+    tasks: list[str] = Field(description="The tasks the stage trains.")
     weights: dict[str, float] = Field(description="Sampling probability per task; sums to 1.")
-    epochs: float
+    epochs: float = Field(description="Passes over the stage's mixture.")
     epoch_examples: int = Field(description="Examples in one epoch of this stage's mixture.")
     steps: int = Field(
         description="Optimizer steps: ceil(epochs x epochExamples / batchSize), capped by maxSteps."
@@ -65,28 +70,35 @@ class StagePlan(StatusModel):
 
 
 class SkippedStage(StatusModel):
-    name: str
-    reason: str
+    """A stage the recipe would have had and the plan leaves out."""
+
+    name: str = Field(description="The stage, e.g. stage1.")
+    reason: str = Field(description="Why it is skipped.")
 
 
 class Plan(StatusModel):
+    """The recipe's plan for the current revision, as prepare computed it from the data."""
+
     groups: list[str] = Field(description="Groups kept for the unified model.")
-    tasks: list[TaskPlan]
+    tasks: list[TaskPlan] = Field(description="Every task: its group and whether it is kept.")
     stages: list[StagePlan] = Field(description="Stages to run, in order.")
-    skipped: list[SkippedStage] = Field(default_factory=list)
-    batch_size: int
+    skipped: list[SkippedStage] = Field(default_factory=list, description="Stages left out.")
+    batch_size: int = Field(description="Examples per optimizer step.")
 
 
 class TaskStatus(StatusModel):
-    name: str
-    group: str | None = None
-    included: bool | None = None
-    reason: str | None = None
-    high_resource: bool | None = None
-    examples: int | None = None
-    score: float | None = None
-    baseline: float | None = None
-    qualified: bool | None = None
+    """One task: its place in the plan, its scores and where its traffic goes."""
+
+    name: str = Field(description="The task's name.")
+    group: str | None = Field(None, description="Its filtering group.")
+    included: bool | None = Field(None, description="Whether the unified model serves it.")
+    reason: str | None = Field(None, description="Why it is in or out.")
+    high_resource: bool | None = Field(None, description="Whether stage 1 trains it.")
+    examples: int | None = Field(None, description="Training examples (after the eval split).")
+    score: float | None = Field(None, description="The unified model's score, 0 to 1.")
+    baseline: float | None = Field(None, description="The single-task score it is compared with.")
+    qualified: bool | None = Field(
+        None, description="score >= recipe.qualifyThreshold x baseline.")
     served_by: str | None = Field(None, description="unified, its own service, or none yet.")
     awaiting_approval: bool | None = Field(
         None, description="True while the task's cutover waits for an approval of the revision "
@@ -103,6 +115,8 @@ class TaskStatus(StatusModel):
 
 
 class ServingStatus(StatusModel):
+    """The unified model's serving: endpoint, revision, replicas and the cost figures."""
+
     endpoint: str | None = Field(None, description="The gateway's in-cluster URL.")
     revision: str | None = Field(None, description="Training revision being served.")
     replicas: int | None = Field(
@@ -126,15 +140,17 @@ class ServingStatus(StatusModel):
 class MultiTaskModelStatus(StatusModel):
     phase: Phase = Field(Phase.PENDING, description="Where the model is in its lifecycle.")
     message: str | None = Field(None, description="The latest event or failure, for people.")
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation this status describes.")
     revision: str | None = Field(None, description="Hash of the training-relevant spec fields.")
     conditions: list[Condition] = Field(
         default_factory=list,
+        description="Ready, Trained, Evaluated and Deployed.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     progress: Progress | None = None
     plan: Plan | None = None
-    tasks: list[TaskStatus] = Field(default_factory=list)
+    tasks: list[TaskStatus] = Field(default_factory=list, description="One row per task.")
     task_count: int | None = Field(None, description="Tasks in the spec.")
     qualified_count: int | None = Field(None, description="Tasks that qualified.")
     serving: ServingStatus | None = None

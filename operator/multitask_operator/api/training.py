@@ -8,6 +8,8 @@ from .common import ApiModel, Quantity, Runtime, TrainingMethod, cel, defaulted,
 
 
 class LoraSpec(ApiModel):
+    """LoRA settings, used with training.method lora (the default)."""
+
     r: int = Field(16, ge=1, le=1024, description="LoRA rank. Default 16.")
     alpha: float = Field(32, gt=0, description="LoRA alpha (scale = alpha / r). Default 32.")
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout. Default 0.05.")
@@ -17,14 +19,22 @@ class LoraSpec(ApiModel):
 
 
 class Toleration(ApiModel):
-    key: str | None = None
-    operator: str | None = Field(None, pattern=r"^(Exists|Equal)$")
-    value: str | None = None
-    effect: str | None = Field(None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
-    toleration_seconds: int | None = None
+    """A core/v1 Toleration of the training pods, e.g. for a tainted GPU pool."""
+
+    key: str | None = Field(None, description="The taint key; empty with Exists: every taint.")
+    operator: str | None = Field(None, pattern=r"^(Exists|Equal)$",
+                                 description="Exists or Equal (default Equal).")
+    value: str | None = Field(None, description="The taint value, with operator Equal.")
+    effect: str | None = Field(None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$",
+                               description="NoSchedule, PreferNoSchedule or NoExecute; "
+                               "empty: every effect.")
+    toleration_seconds: int | None = Field(
+        None, description="With NoExecute: how long the pod stays bound after the taint.")
 
 
 class TrainingResources(ApiModel):
+    """What each training node (pod) requests, and where it may run."""
+
     gpus: int = Field(1, ge=0, le=64, description="GPUs per node (nvidia.com/gpu). Default 1.")
     cpu: Quantity | None = Field(None, description="CPU request per node, e.g. 8.")
     memory: Quantity = Field("64Gi", description="Memory per node. Default 64Gi.")
@@ -37,6 +47,8 @@ class TrainingResources(ApiModel):
 
 
 class Workspace(ApiModel):
+    """The volume every step of every revision shares: data, checkpoints, exports, reports."""
+
     claim_name: str | None = Field(
         None,
         description="Existing ReadWriteMany/ReadWriteOnce PVC to use; default: the operator "
@@ -47,6 +59,8 @@ class Workspace(ApiModel):
 
 
 class Training(ApiModel):
+    """How each stage is trained: method, optimizer settings, resources and runtime."""
+
     model_config = {
         "json_schema_extra": cel(
             (
