@@ -156,3 +156,44 @@ def test_every_object_the_reconcile_creates_or_applies_is_valid():
                 seen.add(obj["kind"])
     assert seen >= {"Job", "PersistentVolumeClaim", "ConfigMap", "Deployment", "Service",
                     "PodDisruptionBudget"}
+
+
+class TestStepResources:
+    """prepare and export need no GPU: they ask for none unless stepResources says otherwise;
+    evaluate takes the training resources unless told."""
+
+    def render(self, step: str, **training) -> dict:
+        spec = model(training={"resources": {"gpus": 4, "memory": "128Gi"}, **training})
+        job = valid(jobs.render_job(Owner("demo", "ml", "uid"), spec, "abcd1234", step, CONFIG))
+        return job["spec"]["template"]["spec"]["containers"][0]
+
+    def test_prepare_and_export_ask_for_no_gpu_by_default(self):
+        for step in ("prepare", "export"):
+            container = self.render(step)
+            assert "nvidia.com/gpu" not in container["resources"]["limits"], step
+            assert container["resources"]["limits"]["memory"] == "128Gi"
+            assert "--cpu" in container["command"]
+        evaluate = self.render("evaluate")
+        assert evaluate["resources"]["limits"]["nvidia.com/gpu"] == "4"
+        assert "--cpu" not in evaluate["command"]
+        assert self.render("stage2")["resources"]["limits"]["nvidia.com/gpu"] == "4"
+
+    def test_each_step_can_be_told(self):
+        told = {"stepResources": {"prepare": {"memory": "4Gi", "cpu": "2"},
+                                  "evaluate": {"gpus": 0, "memory": "16Gi"},
+                                  "export": {"gpus": 1}}}
+        prepare = self.render("prepare", **told)
+        assert prepare["resources"] == {"requests": {"memory": "4Gi", "cpu": "2"},
+                                        "limits": {"memory": "4Gi"}}
+        evaluate = self.render("evaluate", **told)
+        assert "nvidia.com/gpu" not in evaluate["resources"]["limits"]
+        assert "--cpu" in evaluate["command"]
+        assert self.render("export", **told)["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+    def test_they_do_not_change_the_revision(self):
+        from multitask_operator.reconcile import training_revision
+
+        plain = model(training={"resources": {"gpus": 4}})
+        told = model(training={"resources": {"gpus": 4},
+                               "stepResources": {"export": {"gpus": 1}}})
+        assert training_revision(plain) == training_revision(told)

@@ -46,6 +46,29 @@ class TrainingResources(ApiModel):
     )
 
 
+class StepResource(ApiModel):
+    """What one non-training step's pod requests; an unset field takes training.resources'."""
+
+    gpus: int | None = Field(None, ge=0, le=64, description="GPUs (nvidia.com/gpu).")
+    cpu: Quantity | None = Field(None, description="CPU request, e.g. 4.")
+    memory: Quantity | None = Field(None, description="Memory, e.g. 32Gi.")
+
+
+class StepResources(ApiModel):
+    """Resources of the steps that do not train. prepare and export need no GPU (they read
+    and write files; export merges LoRA weights on the CPU), so they ask for none unless set
+    here; evaluate scores every task with the model and takes training.resources unless set."""
+
+    prepare: StepResource = defaulted(StepResource, "The prepare step. Default: no GPU.")
+    evaluate: StepResource = defaulted(
+        StepResource, "The evaluate step. Default: training.resources (GPUs score faster).")
+    export: StepResource = defaulted(StepResource, "The export step. Default: no GPU.")
+
+
+# The GPU count of a step whose stepResources do not say: none for prepare and export.
+STEP_GPU_DEFAULTS = {"prepare": 0, "export": 0}
+
+
 class Workspace(ApiModel):
     """The volume every step of every revision shares: data, checkpoints, exports, reports."""
 
@@ -103,6 +126,8 @@ class Training(ApiModel):
     checkpoint_every: int = Field(200, ge=1, description="Steps between checkpoints. Default 200.")
     seed: int = Field(0, ge=0, description="Seed of sampling, splits and initialization.")
     resources: TrainingResources = defaulted(TrainingResources)
+    step_resources: StepResources = defaulted(
+        StepResources, "Resources of prepare, evaluate and export (the steps that do not train).")
     nodes: int = Field(1, ge=1, le=1024, description="Nodes per training stage. Default 1.")
     runtime: Runtime = Field(
         Runtime.JOB,

@@ -16,7 +16,7 @@ from ..api.spec import MultiTaskModelSpec
 LENGTH = 8  # hex digits: 4 billion values, plenty for the revisions of one object
 
 # training.* fields that decide where and how fast the Jobs run, not what they compute.
-_PLACEMENT = ("resources", "runtime", "queueName", "nodes", "fsdp")
+_PLACEMENT = ("resources", "stepResources", "runtime", "queueName", "nodes", "fsdp")
 
 
 def training_fields(spec: MultiTaskModelSpec) -> dict[str, Any]:

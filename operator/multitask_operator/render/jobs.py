@@ -28,6 +28,7 @@ from .pod import (
     WORKSPACE_MOUNT,
     pod_spec,
     spec_configmap_name,
+    step_gpus,
     trainer_container,
 )
 
@@ -77,11 +78,14 @@ def trainer_args(step: str, revision: str) -> list[str]:
 def training_args(spec: MultiTaskModelSpec, step: str, revision: str) -> list[str]:
     """`trainer_args` plus what the spec adds: --cpu without GPUs, --fsdp for sharded training."""
     args = trainer_args(step, revision)
-    if not spec.training.resources.gpus:
-        args.append("--cpu")
+    flags = []
+    if not step_gpus(spec, step):
+        flags.append("--cpu")
     if spec.training.fsdp and step not in SINGLE_POD_STEPS:
-        args.append("--fsdp")
-    return args
+        flags.append("--fsdp")
+    # Flags go before prepare's --spec FILE, which stays the last pair of its command line.
+    at = args.index("--spec") if "--spec" in args else len(args)
+    return args[:at] + flags + args[at:]
 
 
 def pod_failure_policy() -> dict[str, Any]:
@@ -126,7 +130,7 @@ def render_job(
     if gpus > 1 and step not in SINGLE_POD_STEPS:
         command[:3] = [*LAUNCHER, "--standalone", f"--nproc-per-node={gpus}",
                        "-m", "multitask_trainer"]
-    container = trainer_container(spec, config, command, name, revision)
+    container = trainer_container(spec, config, command, name, revision, step=step)
     meta = step_meta(owner, job_name(name, step, revision), step, revision)
     job_spec: dict[str, Any] = {
         "backoffLimit": BACKOFF_LIMIT,

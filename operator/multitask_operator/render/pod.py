@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.spec import MultiTaskModelSpec
+from ..api.training import STEP_GPU_DEFAULTS
 from ..config import OperatorConfig
 from . import naming
 
@@ -53,14 +54,27 @@ def data_claims(spec: MultiTaskModelSpec) -> list[str]:
     return sorted(claims)
 
 
-def _resources(spec: MultiTaskModelSpec) -> dict[str, Any]:
+def step_gpus(spec: MultiTaskModelSpec, step: str | None) -> int:
+    """GPUs of a step's pod: training.resources' for a training stage, stepResources (with
+    no GPU by default for prepare and export) for the others."""
+    own = getattr(spec.training.step_resources, step or "", None)
+    if own is not None and own.gpus is not None:
+        return int(own.gpus)
+    return STEP_GPU_DEFAULTS.get(step or "", spec.training.resources.gpus)
+
+
+def _resources(spec: MultiTaskModelSpec, step: str | None = None) -> dict[str, Any]:
     wanted = spec.training.resources
-    amounts: dict[str, str] = {"memory": wanted.memory}
-    if wanted.gpus:
-        amounts["nvidia.com/gpu"] = str(wanted.gpus)
+    own = getattr(spec.training.step_resources, step or "", None)
+    memory = (own.memory if own is not None else None) or wanted.memory
+    cpu = (own.cpu if own is not None else None) or wanted.cpu
+    gpus = step_gpus(spec, step)
+    amounts: dict[str, str] = {"memory": memory}
+    if gpus:
+        amounts["nvidia.com/gpu"] = str(gpus)
     requests = dict(amounts)
-    if wanted.cpu:
-        requests["cpu"] = wanted.cpu
+    if cpu:
+        requests["cpu"] = cpu
     # Memory and GPUs are limits too (a GPU must be); CPU is not, so that data loading may burst.
     return {"requests": requests, "limits": amounts}
 
@@ -111,7 +125,8 @@ TRAINER_UID = 1000
 
 def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command: list[str],
                       name: str, revision: str,
-                      extra_env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                      extra_env: list[dict[str, Any]] | None = None,
+                      step: str | None = None) -> dict[str, Any]:
     """The trainer container running `command`, with the spec's resources, env and mounts."""
     mounts, _ = _volumes(name, spec, revision)
     return {
@@ -120,7 +135,7 @@ def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command:
         "imagePullPolicy": config.image_pull_policy,
         "command": command,
         "env": _env(spec) + list(extra_env or []),
-        "resources": _resources(spec),
+        "resources": _resources(spec, step),
         "volumeMounts": mounts,
         # The trainer writes its JSON summary there; if it dies before it can (OOM, a segfault),
         # the end of its log is the best message the operator can show instead.
