@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from multitask_operator.api.results import ProgressEvent
 from multitask_operator.api.spec import MultiTaskModelSpec
 from multitask_operator.config import OperatorConfig
@@ -85,6 +87,10 @@ def test_stage1_is_skipped_without_high_resource_tasks():
     assert out.status["plan"]["skipped"][0]["name"] == "stage1"
 
 
+def overall(out) -> dict:
+    return {k: v for k, v in out.status["progress"].items() if k.startswith("overall")}
+
+
 def test_running_stage_reports_progress():
     jobs = f.finished_jobs(REV, upto="stage1") + [f.job("stage2", REV, "Running")]
     progress = ProgressEvent(stage="stage2", step=42, total_steps=100, loss=0.7, percent=42.0,
@@ -92,7 +98,14 @@ def test_running_stage_reports_progress():
     out = reconcile(f.observed(jobs=jobs, progress=progress), CONFIG)
     assert out.status["phase"] == "TrainingStage2"
     assert out.status["progress"] == {"stage": "stage2", "percent": 42.0, "etaSeconds": 120,
-                                      "step": 42, "totalSteps": 100, "loss": 0.7}
+                                      "step": 42, "totalSteps": 100, "loss": 0.7,
+                                      **overall(out)}
+    # The whole pipeline: stage1 done, stage2 at 42 %, evaluate and export ahead.
+    stage1, stage2 = (s["steps"] for s in out.status["plan"]["stages"])
+    training = stage1 + stage2
+    expected = 100 * (stage1 + 0.42 * stage2) / (training * 1.1)
+    assert out.status["progress"]["overallPercent"] == round(expected, 1)
+    assert out.status["progress"]["overallEtaSeconds"] == 120  # no stage after this one
     assert created(out, "Job") == []
     assert out.requeue_after <= 30
 
@@ -212,3 +225,25 @@ def test_a_runtime_the_cluster_does_not_serve_fails_naming_its_api():
     assert out.status["message"] == (
         "spec.training.runtime is jobset but the cluster does not serve "
         "jobset.x-k8s.io/v1alpha2 JobSets; install it or use runtime indexedJob")
+
+
+def test_a_trainer_log_line_reaches_the_status_patch():
+    """From the line the trainer prints to the status patch the operator sends: stage 1 of
+    two stages at step 3 of 12, its ETA scaled to the steps of stage 2 still ahead."""
+    from multitask_operator.api.results import parse_progress_line
+    from multitask_operator.k8s.observe import status_patch
+
+    line = ProgressEvent(stage="stage1", step=3, total_steps=12, loss=1.25, percent=25.0,
+                         eta_seconds=90.0, learning_rate=1e-4, tokens=900).to_line()
+    progress = parse_progress_line("some library warning\n") or parse_progress_line(line)
+    jobs = f.finished_jobs(REV, upto="prepare") + [f.job("stage1", REV, "Running")]
+    previous = {"phase": "TrainingStage1", "progress": {"stage": "stage1"}}
+    out = reconcile(f.observed(jobs=jobs, progress=progress, status=previous), CONFIG)
+    patch = status_patch(previous, out.status)
+    stage1, stage2 = (s["steps"] for s in out.status["plan"]["stages"])
+    assert patch["progress"]["stage"] == "stage1" and patch["progress"]["step"] == 3
+    assert patch["progress"]["loss"] == 1.25 and patch["progress"]["etaSeconds"] == 90.0
+    # 90 s for the 9 steps left here: 10 s a step, for stage 2's steps too.
+    assert patch["progress"]["overallEtaSeconds"] == round(10.0 * (9 + stage2), 1)
+    assert 0 < patch["progress"]["overallPercent"] < 25
+    json.dumps(patch, allow_nan=False)

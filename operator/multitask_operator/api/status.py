@@ -31,6 +31,12 @@ class Progress(StatusModel):
     step: int | None = Field(None, description="Optimizer steps done.")
     total_steps: int | None = Field(None, description="Optimizer steps planned.")
     loss: float | None = Field(None, description="Training loss at the last logged step.")
+    overall_percent: float | None = Field(
+        None, ge=0, le=100, description="Of the whole pipeline, 0 to 100: the steps weighted by "
+        "their planned optimizer steps (evaluate and export count 5 % of training each).")
+    overall_eta_seconds: float | None = Field(
+        None, ge=0, description="Estimated seconds of training left, over every stage not yet "
+        "trained, at the current stage's speed.")
 
 
 class TaskPlan(StatusModel):

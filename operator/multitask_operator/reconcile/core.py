@@ -235,14 +235,16 @@ def _run_step(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps
     else:
         kind, object_name = walk.job.kind, walk.job.name
         state = walk.job.phase.lower()
-    if walk.job is not None and walk.job.phase == RUNNING and obs.progress is not None \
-            and obs.progress.stage == step:
-        p = obs.progress
+    current = (obs.progress if walk.job is not None and walk.job.phase == RUNNING
+               and obs.progress is not None and obs.progress.stage == step else None)
+    if current is not None:
         d.status["progress"] = {k: v for k, v in {
-            "stage": step, "percent": p.percent, "etaSeconds": p.eta_seconds, "step": p.step,
-            "totalSteps": p.total_steps, "loss": p.loss}.items() if v is not None}
+            "stage": step, "percent": current.percent, "etaSeconds": current.eta_seconds,
+            "step": current.step, "totalSteps": current.total_steps,
+            "loss": current.loss}.items() if v is not None}
     else:
         d.status["progress"] = {"stage": step}
+    d.status["progress"].update(steps.overall_progress(walk, step, current))
     _tasks(d, spec, walk, deployed=False)
     message = f"{step}: {kind} {object_name} {state}"
     d.condition("Trained", False, "Training", message)

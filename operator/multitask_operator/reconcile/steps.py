@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from ..api.common import Phase
-from ..api.results import PrepareResult, StepSummary
+from ..api.results import PrepareResult, ProgressEvent, StepSummary
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import Plan
 from ..planner import PlanError, build_plan
@@ -101,3 +101,33 @@ def walk(spec: MultiTaskModelSpec, jobs: list[JobState]) -> Walk:
             order += [s.name for s in result.plan.stages] + [EVALUATE, EXPORT]
         i += 1
     return result
+
+
+# evaluate and export have no optimizer steps; each counts as this share of the training steps
+# in the pipeline's overall percent (prepare, before the plan exists, as 0).
+SCORING_SHARE = 0.05
+
+
+def overall_progress(walk: Walk, step: str, current: ProgressEvent | None) -> dict[str, float]:
+    """The whole pipeline's percent (steps weighted by their planned optimizer steps) and the
+    training time left (the current stage's speed applied to every step not yet trained)."""
+    if walk.plan is None:
+        return {"overallPercent": 0.0}
+    stages = [(s.name, float(s.steps)) for s in walk.plan.stages]
+    training = sum(weight for _, weight in stages) or 1.0
+    weights = stages + [(EVALUATE, training * SCORING_SHARE), (EXPORT, training * SCORING_SHARE)]
+    total = sum(weight for _, weight in weights)
+    names = [name for name, _ in weights]
+    index = names.index(step) if step in names else 0
+    done = sum(weight for _, weight in weights[:index])
+    fraction = (current.percent / 100.0) if current is not None else 0.0
+    out = {"overallPercent": round(100.0 * (done + fraction * weights[index][1]) / total, 1)}
+    if current is not None and current.eta_seconds is not None and current.total_steps:
+        left_here = max(current.total_steps - current.step, 0)
+        if left_here:
+            per_step = current.eta_seconds / left_here
+            later = sum(weight for name, weight in stages[index + 1:]) if step in dict(stages) \
+                else 0.0
+            out["overallEtaSeconds"] = round(per_step * (left_here + later), 1)
+    return out
+
