@@ -32,8 +32,10 @@ def _path(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
             out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
+        elif isinstance(part, str) and part.isidentifier() and len(part) <= 80:
+            out += f".{part}" if out else part
+        else:  # a user's typo can be anything, newlines included: quoted, cut, one line
+            out += f"[{json.dumps(str(part)[:80])}]"
     return out or "the config"
 
 

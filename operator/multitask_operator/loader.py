@@ -15,6 +15,8 @@ and every value echoed in a message is cut to 80 characters.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -118,10 +120,20 @@ class LoadResult:
     problems: list[Problem] = field(default_factory=list)
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,79}$")
+
+
 def format_path(loc: Loc) -> str:
+    """`spec.tasks[2].data`; a key that is not a plain name (a user's typo can be anything,
+    newlines included) is quoted and cut, so that a problem stays one line."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part[:80])}]"
     return out
 
 

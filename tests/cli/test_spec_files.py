@@ -128,3 +128,16 @@ def test_fresh_deletes_only_a_workspace_mtm_created(tmp_path):
     assert (precious / "thesis.tex").read_text() == "years of work"
     code, output = run("run", str(path), "--workspace", str(precious), "--fresh")
     assert code == 1 and "was not created by mtm" in output and "Traceback" not in output
+
+
+def test_an_odd_unknown_key_is_quoted_on_one_line(tmp_path):
+    """Found by tests/test_fuzz.py: an unknown key holding a newline broke the line."""
+    spec = local_spec()
+    spec["tasks"][1]["data"]["\n"] = None
+    path = write_model(tmp_path, spec, {"intent.jsonl": jsonl(("a", "refund"), ("b", "other")),
+                                        "summary.jsonl": jsonl(("a", "x"))})
+    code, output = validate(path)
+    assert code != 0
+    assert 'spec.tasks[1].data["\\n"]: unknown field; accepted here: eval, evalFraction, train' \
+        in output
+    one_line_each(output, path)
