@@ -7,6 +7,7 @@ The Helm chart sets these variables on the operator Deployment (values.yaml docu
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -51,6 +52,10 @@ class OperatorConfig:
     # How long deletion keeps retrying a Service restore that fails (403, a webhook) before it
     # releases the finalizer anyway, with a Warning Event listing what was left where.
     finalizer_timeout_seconds: float = 600.0
+    # Default placement of inference and gateway pods (nodeSelector, tolerations, affinity,
+    # priorityClassName), as JSON; a MultiTaskModel's serving.placement fields win.
+    inference_placement: dict[str, Any] = field(default_factory=dict)
+    gateway_placement: dict[str, Any] = field(default_factory=dict)
 
     ENV = {
         "trainer_image": "MTM_TRAINER_IMAGE",
@@ -67,6 +72,8 @@ class OperatorConfig:
         "network_policy": "MTM_NETWORK_POLICY",
         "metrics_namespace": "MTM_METRICS_NAMESPACE",
         "finalizer_timeout_seconds": "MTM_FINALIZER_TIMEOUT_SECONDS",
+        "inference_placement": "MTM_INFERENCE_PLACEMENT",
+        "gateway_placement": "MTM_GATEWAY_PLACEMENT",
     }
 
     @classmethod
@@ -81,11 +88,24 @@ class OperatorConfig:
                 values[f.name] = _env_list(raw)
             elif f.type in ("bool", bool):
                 values[f.name] = _env_bool(cls.ENV[f.name], raw)
+            elif f.name.endswith("_placement"):
+                values[f.name] = _env_object(cls.ENV[f.name], raw)
             elif f.type in ("float", float):
                 values[f.name] = _env_seconds(cls.ENV[f.name], raw)
             else:
                 values[f.name] = raw
         return cls(**values)
+
+
+def _env_object(name: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} is not a JSON object; accepted: e.g. "
+                         '{"nodeSelector": {"pool": "gpu"}, "priorityClassName": "serving"}')
+    return value
 
 
 def _env_seconds(name: str, raw: str) -> float:

@@ -314,3 +314,51 @@ class TestGatewayDeployment:
         assert pdb["spec"]["selector"]["matchLabels"].items() <= pods.items()
         assert pdb["spec"]["minAvailable"] == "50%"
         assert deployment["spec"]["replicas"] >= 2  # else the PDB blocks every node drain
+
+
+class TestPlacement:
+    """Inference and gateway pods go where the spec says, over the operator's defaults."""
+
+    GPU_POOL = {"nodeSelector": {"pool": "gpu"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                 "effect": "NoSchedule"}],
+                "priorityClassName": "serving"}
+
+    def pods(self, spec, config):
+        inference = valid(render_inference_deployment(OWNER, spec, REV, TASKS, config))
+        configmap = render_gateway_configmap(OWNER, spec, REV, TASKS, PLAIN)
+        gateway = valid(render_gateway_deployment(OWNER, spec, REV, configmap, config))
+        return inference["spec"]["template"]["spec"], gateway["spec"]["template"]["spec"]
+
+    def test_nothing_set_nothing_rendered(self):
+        inference, gateway = self.pods(make_spec(), OperatorConfig())
+        for pod in (inference, gateway):
+            assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & set(pod)
+
+    def test_operator_defaults_and_spec_fields_over_them(self):
+        config = OperatorConfig(inference_placement=self.GPU_POOL,
+                                gateway_placement={"priorityClassName": "gateways"})
+        affinity = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                               "labelSelector": {"matchLabels": {"a": "b"}}}}]}}
+        spec = make_spec(serving={"placement": {"nodeSelector": {"pool": "h100"},
+                                                "affinity": affinity},
+                                  "gatewayPlacement": {"nodeSelector": {"pool": "cpu"}}})
+        inference, gateway = self.pods(spec, config)
+        assert inference["nodeSelector"] == {"pool": "h100"}  # the spec's field wins
+        assert inference["tolerations"] == self.GPU_POOL["tolerations"]  # the default stays
+        assert inference["priorityClassName"] == "serving"
+        assert inference["affinity"] == affinity
+        assert gateway["nodeSelector"] == {"pool": "cpu"}
+        assert gateway["priorityClassName"] == "gateways"
+
+    def test_a_bad_default_is_a_render_error_naming_the_field(self):
+        config = OperatorConfig(inference_placement={"nodeSelector": "gpu"})
+        with pytest.raises(ValueError, match="nodeSelector"):
+            self.pods(make_spec(), config)
+
+    def test_the_operator_reads_its_defaults_as_json(self):
+        config = OperatorConfig.from_env({"MTM_INFERENCE_PLACEMENT": '{"nodeSelector": {"a": "b"}}'})
+        assert config.inference_placement == {"nodeSelector": {"a": "b"}}
+        with pytest.raises(ValueError, match="MTM_GATEWAY_PLACEMENT is not a JSON object"):
+            OperatorConfig.from_env({"MTM_GATEWAY_PLACEMENT": "pool=gpu"})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
 from .common import DNS1123_LABEL, ApiModel, Cutover, Engine, Quantity, cel, defaulted, field_error
+from .training import Toleration
 
 
 class Autoscaling(ApiModel):
@@ -35,6 +36,38 @@ class Autoscaling(ApiModel):
                 f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})",
             )
         return self
+
+
+class Placement(ApiModel):
+    """Where a serving component's pods may run: the core/v1 PodSpec fields of the same names.
+    A field set here replaces the operator config's default for it (MTM_*_PLACEMENT)."""
+
+    node_selector: dict[str, str] | None = Field(
+        None, description="nodeSelector, e.g. {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}.")
+    tolerations: list[Toleration] | None = Field(
+        None, description="Tolerations, e.g. for a tainted GPU pool.")
+    affinity: dict[str, Any] | None = Field(
+        None, description="A core/v1 Affinity (nodeAffinity, podAffinity, podAntiAffinity).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    priority_class_name: str | None = Field(None, description="A PriorityClass name.")
+
+    def merged_over(self, default: Placement) -> Placement:
+        """This placement, with `default`'s value for every field it leaves unset."""
+        return Placement.model_validate({**default.model_dump(exclude_none=True),
+                                         **self.model_dump(exclude_none=True)})
+
+    def pod_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.node_selector:
+            out["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            out["tolerations"] = [t.to_wire() for t in self.tolerations]
+        if self.affinity:
+            out["affinity"] = dict(self.affinity)
+        if self.priority_class_name:
+            out["priorityClassName"] = self.priority_class_name
+        return out
 
 
 class ServingResources(ApiModel):
@@ -81,6 +114,10 @@ class Serving(ApiModel):
         ),
     )
     resources: ServingResources = defaulted(ServingResources)
+    placement: Placement = defaulted(
+        Placement, "Where the inference pods run (over the operator's MTM_INFERENCE_PLACEMENT).")
+    gateway_placement: Placement = defaulted(
+        Placement, "Where the gateway pods run (over the operator's MTM_GATEWAY_PLACEMENT).")
     max_input_tokens: int | None = Field(
         None, ge=1, description="Longest prompt served. Default training.maxSeqLength."
     )

@@ -36,7 +36,7 @@ from .scaling import (
     pod_disruption_budget,
     topology_spread,
 )
-from .serving import inference_url, token_limits
+from .serving import inference_url, placement, token_limits
 from .tasks import RoutedTask
 
 COMPONENT = "gateway"
@@ -158,6 +158,7 @@ def render_gateway_deployment(
     pod_spec = {
         "securityContext": restricted_pod(GATEWAY_UID, fs_group=False),
         "automountServiceAccountToken": False,  # it never calls the API server
+        **placement(spec.serving.gateway_placement, config.gateway_placement),
         "topologySpreadConstraints": topology_spread(name, COMPONENT),
         "containers": [container],
         "terminationGracePeriodSeconds": 30,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.common import Engine
+from ..api.serving import Placement
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from . import naming
@@ -161,6 +162,7 @@ def render_inference_deployment(
         # Both images run as root by default but work as any user once HOME, HF_HOME and /tmp
         # are writable, which the emptyDirs below provide.
         "securityContext": restricted_pod(ENGINE_UID),
+        **placement(spec.serving.placement, config.inference_placement),
         "topologySpreadConstraints": topology_spread(name, COMPONENT),
         # The engines never call the Kubernetes API: no token in their pods.
         "automountServiceAccountToken": False,
@@ -185,6 +187,12 @@ def render_inference_deployment(
     replicas = spec.serving.replicas if spec.serving.autoscaling is None else None
     return rolling_deployment(naming.inference_name(name), owner, COMPONENT,
                               revision, pod_annotations, pod_spec, replicas)
+
+
+def placement(own: Placement, default: dict[str, Any]) -> dict[str, Any]:
+    """The PodSpec fields of a serving component's placement: the spec's fields over the
+    operator config's defaults. Raises ValueError (a ValidationError) for a bad default."""
+    return own.merged_over(Placement.model_validate(default)).pod_fields()
 
 
 def render_inference_service(owner: Owner) -> dict[str, Any]:
