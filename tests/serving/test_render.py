@@ -358,7 +358,8 @@ class TestPlacement:
             self.pods(make_spec(), config)
 
     def test_the_operator_reads_its_defaults_as_json(self):
-        config = OperatorConfig.from_env({"MTM_INFERENCE_PLACEMENT": '{"nodeSelector": {"a": "b"}}'})
+        raw = '{"nodeSelector": {"a": "b"}}'
+        config = OperatorConfig.from_env({"MTM_INFERENCE_PLACEMENT": raw})
         assert config.inference_placement == {"nodeSelector": {"a": "b"}}
         with pytest.raises(ValueError, match="MTM_GATEWAY_PLACEMENT is not a JSON object"):
             OperatorConfig.from_env({"MTM_GATEWAY_PLACEMENT": "pool=gpu"})
