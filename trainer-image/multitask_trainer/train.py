@@ -396,16 +396,29 @@ def train_stage(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, stage_name:
                                         for micro_batches in layouts for rows in micro_batches)
         tokens_since_log += int(lengths.sum())
 
+        # -- the loss over all ranks where it is logged or a checkpoint is saved (the reduce is
+        # a collective: every rank takes part). A non-finite loss stops the stage here, before
+        # a checkpoint or the final weights could keep weights that are NaN by now.
+        saving = done % train.checkpoint_every == 0 or done == stage.steps
+        log_now = saving or done % options.log_every == 0 or done == start + 1
+        if log_now:
+            loss = logged_loss = accelerator.reduce(last_loss, reduction="sum").item() / world
+            if not math.isfinite(loss):
+                raise TrainerError(
+                    f"stage {stage.name}: the training loss is {loss} at step {done} of "
+                    f"{stage.steps}; the weights are no longer usable, so nothing from this "
+                    "step on is saved (earlier checkpoints stay); lower "
+                    "training.learningRate, or check the base model's weights and the data")
+
         # -- checkpoint
         checkpoint = None
-        if done % train.checkpoint_every == 0 or done == stage.steps:
+        if saving:
             checkpoint = save_checkpoint(accelerator, ws, stage.name, done,
                                          {"schedule": schedule.fingerprint(),
                                           "counters": counters}, options.keep_checkpoints)
 
-        # -- log (the loss reduce is a collective: every rank takes part, rank 0 writes)
-        if done % options.log_every == 0 or checkpoint is not None or done == start + 1:
-            loss = logged_loss = accelerator.reduce(last_loss, reduction="sum").item() / world
+        # -- log (rank 0 writes)
+        if log_now:
             if not accelerator.is_main_process:
                 continue
             now = time.monotonic()
