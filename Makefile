@@ -41,7 +41,7 @@ test-fast: install
 
 crds: install
 	$(VENV)/bin/mtm crd > crds/multitaskmodels.yaml
-	@for d in charts/*/crds; do [ -d "$$d" ] && cp crds/multitaskmodels.yaml "$$d/"; done; true
+	@for d in charts/*/crds; do [ -d "$$d" ] && cp crds/*.yaml "$$d/"; done; true
 
 lint: install
 	$(VENV)/bin/ruff check operator trainer-image tests benchmarks examples
