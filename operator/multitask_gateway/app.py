@@ -28,6 +28,7 @@ from .config import GatewayConfig, TaskRoute
 from .generation import Generation, build, decode_json
 from .metrics import Call, GatewayMetrics
 from .openai_api import OpenAIEndpoints
+from .split import Split
 from .upstream import Upstream
 
 ROUTES_HELP = (
@@ -56,15 +57,29 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
         self.in_flight = {name: 0 for name in config.tasks}
         self._gauges: dict[str, Any] = {}  # in_flight children by task (see metrics.py)
+        self.split = Split(config, self.metrics.rollout, config.limits.timeout_seconds)
+        self.metrics.rollout.serving(config.digest())
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Serve `config` from the next request on (a rollout step: watch.py). What the
+        process was started with (the upstream, the body-size limit) stays."""
+        self.config = config
+        self.split.config = config
+        for name in config.tasks:
+            self.in_flight.setdefault(name, 0)
+        self.metrics.rollout.serving(config.digest())
 
     # ------------------------------------------------------------------ app
 
     def app(self) -> web.Application:
         app = web.Application(
-            client_max_size=self.config.limits.max_body_bytes, middlewares=[self._json_errors]
+            client_max_size=self.config.limits.max_body_bytes,
+            middlewares=[self.split.middleware, self._json_errors],
         )
         app.on_startup.append(lambda _: self.upstream.start())
+        app.on_startup.append(lambda _: self.split.start())
         app.on_cleanup.append(lambda _: self.upstream.close())
+        app.on_cleanup.append(lambda _: self.split.close())
         post, get = web.post, web.get
         app.add_routes([
             post("/generate", self.generate),

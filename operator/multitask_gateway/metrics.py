@@ -50,6 +50,7 @@ class GatewayMetrics:
         # The labelled children, looked up once: `labels()` takes a lock and builds a key on
         # every call, a visible share of the gateway's per-request cost. Bounded like the labels.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self.rollout = RolloutMetrics(self.registry)
 
     def observe(self, task: str, endpoint: str, code: int, seconds: float) -> None:
         key = (task, endpoint, code)
@@ -63,3 +64,58 @@ class GatewayMetrics:
 
     def error(self, task: str, error_type: str) -> None:
         self.errors.labels(task, error_type).inc()
+
+
+class RolloutMetrics:
+    """The live comparison of a handover (split.py), per task and rollout step. `step` values
+    come from the operator's config (one per phase of a rollout), so the labels stay bounded.
+
+        mtm_gateway_rollout_answers_total{task, step, side, role, outcome}
+            side: unified | legacy; role: client (its answer was returned) | mirror (compared
+            only); outcome: ok | error (5xx, or no answer at all)
+        mtm_gateway_rollout_compared_total{task, step}, ..._agreed_total{task, step}
+        mtm_gateway_rollout_duration_seconds{task, side}
+        mtm_gateway_config_info{hash}: 1 for the config this process serves now
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.answers = Counter(
+            "mtm_gateway_rollout_answers", "Answers during a handover, by task, step, side "
+            "(unified or legacy), role (client or mirror) and outcome (ok or error).",
+            ["task", "step", "side", "role", "outcome"], registry=registry,
+        )
+        self.compared_requests = Counter(
+            "mtm_gateway_rollout_compared", "Requests answered by both sides and compared.",
+            ["task", "step"], registry=registry,
+        )
+        self.agreed_requests = Counter(
+            "mtm_gateway_rollout_agreed", "Compared requests on which both sides agreed.",
+            ["task", "step"], registry=registry,
+        )
+        self.duration = Histogram(
+            "mtm_gateway_rollout_duration_seconds", "Time to each side's answer during a "
+            "handover, by task and side.", ["task", "side"], buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.config_info = Gauge(
+            "mtm_gateway_config_info", "1 for the hash of the config being served.", ["hash"],
+            registry=registry,
+        )
+        self._hash: str | None = None
+
+    def answered(self, task: str, step: str, side: str, role: str, status: int,
+                 seconds: float) -> None:
+        outcome = "error" if status >= 500 else "ok"
+        self.answers.labels(task, step, side, role, outcome).inc()
+        self.duration.labels(task, side).observe(seconds)
+
+    def compared(self, task: str, step: str, agreed: bool) -> None:
+        self.compared_requests.labels(task, step).inc()
+        if agreed:
+            self.agreed_requests.labels(task, step).inc()
+
+    def serving(self, config_hash: str) -> None:
+        if self._hash is not None:
+            self.config_info.remove(self._hash)
+        self._hash = config_hash
+        self.config_info.labels(config_hash).set(1)

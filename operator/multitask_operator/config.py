@@ -56,6 +56,9 @@ class OperatorConfig:
     # priorityClassName), as JSON; a MultiTaskModel's serving.placement fields win.
     inference_placement: dict[str, Any] = field(default_factory=dict)
     gateway_placement: dict[str, Any] = field(default_factory=dict)
+    # Where the operator reads a gateway pod's metrics during a handover (serving.rollout),
+    # `{ip}` standing for the pod's IP.
+    gateway_metrics_url: str = "http://{ip}:8080/metrics"
 
     ENV = {
         "trainer_image": "MTM_TRAINER_IMAGE",
@@ -74,6 +77,7 @@ class OperatorConfig:
         "finalizer_timeout_seconds": "MTM_FINALIZER_TIMEOUT_SECONDS",
         "inference_placement": "MTM_INFERENCE_PLACEMENT",
         "gateway_placement": "MTM_GATEWAY_PLACEMENT",
+        "gateway_metrics_url": "MTM_GATEWAY_METRICS_URL",
     }
 
     @classmethod

@@ -116,6 +116,12 @@ class Cutover(StrEnum):
     OFF = "Off"
 
 
+class RolloutStrategy(StrEnum):
+    IMMEDIATE = "Immediate"
+    SHADOW = "Shadow"
+    CANARY = "Canary"
+
+
 class Phase(StrEnum):
     PENDING = "Pending"
     PREPARING = "Preparing"

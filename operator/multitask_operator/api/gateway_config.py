@@ -16,6 +16,8 @@ pydantic only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import cached_property
 from typing import Annotated, Any
 
@@ -85,6 +87,20 @@ class Limits(_ConfigModel):
         return self
 
 
+class RolloutRoute(_ConfigModel):
+    """A task whose old Service is being handed over (spec.serving.rollout): of the requests
+    that arrive through that Service, `weight` percent are answered by the unified model and the
+    rest by `legacy`, the old backend behind the stable Service the operator keeps for it,
+    which gets each request exactly as the client sent it. A `sampleRate` share is also sent to
+    the side that does not answer, and the two answers are compared (metrics only)."""
+
+    legacy: Annotated[StrictStr, Field(pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$")]
+    weight: Annotated[StrictInt, Field(ge=0, le=100)] = 0
+    sample_rate: Annotated[StrictInt | StrictFloat, Field(gt=0, le=1)] = 1.0
+    similarity: Annotated[StrictInt | StrictFloat, Field(ge=0, le=1)] = 0.5
+    step: Annotated[StrictStr, Field(min_length=1, max_length=63)] = "rollout"
+
+
 class TaskRoute(_ConfigModel):
     name: Annotated[StrictStr, Field(pattern=DNS1123_LABEL)]
     type: TaskType
@@ -92,6 +108,7 @@ class TaskRoute(_ConfigModel):
     labels: tuple[Annotated[StrictStr, Field(min_length=1)], ...] = ()
     adapter: StrictStr | None = None  # LoRA adapter group; None serves the merged model
     service: StrictStr | None = None  # the task's old per-task Service, matched on Host
+    rollout: RolloutRoute | None = None  # its traffic is being handed over (needs `service`)
 
     @model_validator(mode="after")
     def _labels_fit_the_type(self) -> TaskRoute:
@@ -99,6 +116,9 @@ class TaskRoute(_ConfigModel):
             raise config_error("labels", "a classification task needs at least 2 labels")
         if self.type == TaskType.GENERATION and self.labels:
             raise config_error("labels", "only classification tasks have labels")
+        if self.rollout is not None and not self.service:
+            raise config_error("rollout", "a rollout splits the traffic of the task's old "
+                               "Service: set service too")
         return self
 
     @property
@@ -157,6 +177,10 @@ class GatewayConfig(_ConfigModel):
                              for t in data["task_list"]]
         return GatewayConfig.model_validate(data)
 
+    def digest(self) -> str:
+        """wire_hash of this config: what the gateway reports it serves."""
+        return wire_hash(self.to_wire())
+
     def to_wire(self) -> dict[str, Any]:
         """The JSON of the ConfigMap: the fields that were given (a renderer's choices, not
         every default), so that a new optional field changes no existing config's hash."""
@@ -166,3 +190,16 @@ class GatewayConfig(_ConfigModel):
         if self.cross_task_access:  # only when set: existing configs keep their hash
             wire["crossTaskAccess"] = True
         return wire
+
+
+def wire_hash(wire: dict[str, Any]) -> str:
+    """The hash of a config's JSON that the operator and the gateway both compute: the gateway
+    reports it (mtm_gateway_config_info), the operator compares it with what it rendered."""
+    return hashlib.sha256(json.dumps(wire, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def static_wire(wire: dict[str, Any]) -> dict[str, Any]:
+    """The config without its rollout routes: what needs a new gateway process when it changes
+    (a rollout's weights are reloaded from the mounted file by the running one)."""
+    return {**wire, "tasks": [{k: v for k, v in t.items() if k != "rollout"}
+                              for t in wire.get("tasks", [])]}

@@ -6,7 +6,17 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from .common import DNS1123_LABEL, ApiModel, Cutover, Engine, Quantity, cel, defaulted, field_error
+from .common import (
+    DNS1123_LABEL,
+    ApiModel,
+    Cutover,
+    Engine,
+    Quantity,
+    RolloutStrategy,
+    cel,
+    defaulted,
+    field_error,
+)
 from .training import Toleration
 
 
@@ -95,6 +105,89 @@ class Approval(ApiModel):
     )
 
 
+class Rollout(ApiModel):
+    """How each task's traffic moves from its old Service to the unified model, task by task.
+
+    Immediate moves it all at cutover. Shadow keeps answering from the old backend while the
+    gateway mirrors a sample of requests to the unified model and compares the answers; it
+    promotes the task once they agree. Canary sends a growing share (`steps`) to the unified
+    model, comparing a sample of requests on both sides at every step; `shadowFirst` adds a
+    shadow phase before the first step. A step is promoted once it has held `intervalSeconds`
+    with at least `minRequests` compared requests, agreement >= agreementFloor and an error
+    rate <= errorCeiling; the task is rolled back (its Service restored) as soon as a sample of
+    minRequests breaks either threshold.
+    """
+
+    model_config = {
+        "json_schema_extra": cel(
+            ("!has(self.steps) || self.steps.all(s, s >= 1 && s <= 100)",
+             "every step is a percentage, 1 to 100"),
+            ("!has(self.steps) || size(self.steps) == 0 || "
+             "self.steps[size(self.steps) - 1] == 100", "the last step is 100"),
+        )
+    }
+
+    strategy: RolloutStrategy = Field(
+        RolloutStrategy.IMMEDIATE,
+        description="Immediate (default: every task at once, at cutover), Shadow or Canary.",
+    )
+    shadow_first: bool = Field(
+        False, description="Canary: hold a shadow phase (no client answered by the unified "
+        "model) before the first step.")
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 50, 100], max_length=20,
+        description="Canary: the percentages of a task's requests answered by the unified "
+        "model, increasing, ending at 100. Default [10, 50, 100].")
+    interval_seconds: int = Field(
+        300, ge=0, le=7 * 24 * 3600,
+        description="Least time each step (and the shadow phase) holds before promotion. "
+        "Default 300.")
+    min_requests: int = Field(
+        50, ge=1, le=1_000_000,
+        description="Compared requests a step needs before it is promoted, and the sample "
+        "after which a broken threshold rolls the task back. Default 50.")
+    sample_rate: float = Field(
+        1.0, gt=0, le=1,
+        description="Fraction of a task's requests also sent to the other side and compared "
+        "(the client gets one answer only). Default 1.0; lower it for costly generation.")
+    agreement_floor: float = Field(
+        0.9, ge=0, le=1,
+        description="Least share of compared requests on which both sides agree: the same "
+        "label (classification), chrF >= similarityThreshold (generation). Default 0.9.")
+    error_ceiling: float = Field(
+        0.02, ge=0, le=1,
+        description="Largest share of the unified model's answers (mirrored ones included) "
+        "that may fail (5xx, timeouts). Default 0.02.")
+    similarity_threshold: float = Field(
+        0.5, ge=0, le=1,
+        description="Generation: the chrF (0 to 1) between the two answers above which they "
+        "agree. Default 0.5.")
+
+    @model_validator(mode="after")
+    def _steps_increase(self) -> Rollout:
+        steps = self.steps
+        if not steps:
+            if self.strategy == RolloutStrategy.CANARY:
+                raise field_error("steps", "a Canary rollout needs at least one step")
+            return self
+        if any(not 1 <= s <= 100 for s in steps):
+            raise field_error("steps", f"steps {steps}: every step is a percentage, 1 to 100")
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise field_error("steps", f"steps {steps} must increase")
+        if steps[-1] != 100:
+            raise field_error("steps", f"steps {steps} must end at 100")
+        return self
+
+    def phases(self) -> list[int | None]:
+        """The weights a task goes through after cutover, None standing for the shadow phase
+        (weight 0, compared), 100 last. Empty for Immediate."""
+        if self.strategy == RolloutStrategy.SHADOW:
+            return [None, 100]
+        if self.strategy == RolloutStrategy.CANARY:
+            return ([None] if self.shadow_first else []) + list(self.steps)
+        return []
+
+
 class Serving(ApiModel):
     """How the unified model is served and how traffic moves to it."""
 
@@ -145,6 +238,9 @@ class Serving(ApiModel):
         3600, ge=0, le=30 * 24 * 3600,
         description="How long a task serves from the gateway before its old backend is retired.",
     )
+    rollout: Rollout = defaulted(
+        Rollout, "How each task's traffic moves to the unified model: Immediate (default), "
+        "Shadow or Canary, with the thresholds that promote or roll it back.")
     approvals: list[Approval] = Field(
         default_factory=list,
         description=(

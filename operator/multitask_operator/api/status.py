@@ -92,6 +92,28 @@ class Plan(StatusModel):
     batch_size: int = Field(description="Examples per optimizer step.")
 
 
+class TaskRollout(StatusModel):
+    """Where one task's traffic handover stands (serving.rollout), with the live comparison of
+    the unified model against the old backend for the current step."""
+
+    strategy: str = Field(description="Immediate, Shadow or Canary.")
+    state: str = Field(
+        description="Pending (not cut over yet), Shadow, Canary, Promoted or RolledBack.")
+    revision: str | None = Field(None, description="The training revision being rolled out.")
+    phase: int | None = Field(None, ge=0, description="Index of the current step among the "
+                              "rollout's phases (the shadow phase first, if any).")
+    weight: int = Field(0, ge=0, le=100, description="Percent of the task's requests the "
+                        "unified model answers now.")
+    requests: int | None = Field(None, ge=0, description="Requests compared in this step.")
+    agreement: float | None = Field(None, ge=0, le=1, description="Share of the compared "
+                                    "requests on which both sides agreed.")
+    errors: float | None = Field(None, ge=0, le=1, description="Share of the unified model's "
+                                 "answers in this step that failed.")
+    since: str | None = Field(None, description="RFC 3339 time the current step began.")
+    reason: str | None = Field(None, description="Why the last promotion or rollback happened, "
+                               "or what the step waits for.")
+
+
 class TaskStatus(StatusModel):
     """One task: its place in the plan, its scores and where its traffic goes."""
 
@@ -110,6 +132,8 @@ class TaskStatus(StatusModel):
         None, description="True while the task's cutover waits for an approval of the revision "
         "(serving.cutover Manual)."
     )
+    rollout: TaskRollout | None = Field(
+        None, description="The handover of the task's traffic (serving.rollout).")
     cutover_blocked: str | None = Field(
         None,
         description=(

@@ -20,6 +20,7 @@ from ..api.results import ProgressEvent, parse_progress_line
 from ..api.spec import MultiTaskModelSpec
 from ..reconcile import Observed, training_revision
 from ..reconcile.cutover import original, taken_over_names
+from ..reconcile.handover import active
 from ..reconcile.observed import (
     FAILED,
     RUNNING,
@@ -36,6 +37,7 @@ from ..render import pod as trainer_pod
 from ..render.meta import MODEL_LABEL
 from .client import Client
 from .discovery import Discovery
+from .scrape import gateway_metrics
 
 JOB_UID_LABEL = "batch.kubernetes.io/controller-uid"
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"  # on the pods of a JobSet (and a TrainJob)
@@ -47,8 +49,9 @@ def now() -> str:
 
 
 class Observer:
-    def __init__(self, client: Client):
+    def __init__(self, client: Client, metrics_url: str = "http://{ip}:8080/metrics"):
         self.client = client
+        self.metrics_url = metrics_url  # a gateway pod's /metrics (k8s/scrape.py)
         self._finished: dict[str, JobState] = {}  # Job uid -> final state
         self.timed: set[tuple[str, str]] = set()  # (Job, completion) already in the metrics
         self.discovery = Discovery()
@@ -123,6 +126,9 @@ class Observer:
             if deployment is not None:
                 obs.deployments[deployment_name] = deployment_state(deployment)
         await self._services(obs, spec)
+        if naming.gateway_name(name) in obs.deployments and (active(spec) or any(
+                row.get("rollout") for row in obs.status.get("tasks") or [])):
+            obs.gateway = await gateway_metrics(c, namespace, name, self.metrics_url)
         return obs
 
     async def _step_objects(self, obs: Observed, spec: MultiTaskModelSpec) -> list[dict]:

@@ -48,7 +48,7 @@ class Runtime:
     phases: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.observer = Observer(self.client)
+        self.observer = Observer(self.client, self.config.gateway_metrics_url)
 
     def waker(self, key: Key) -> asyncio.Event:
         return self.wakers.setdefault(key, asyncio.Event())

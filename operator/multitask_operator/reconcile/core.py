@@ -11,6 +11,7 @@ DESIGN.md's: prepare -> stage1 -> stage2 -> baselines -> evaluate -> export -> d
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from ..api.status import MultiTaskModelStatus
 from ..config import OperatorConfig, image_refusal
 from ..loader import validation_problems
 from ..render import gateway, jobs, pod, runtimes
-from . import cutover, serving, steps
+from . import cutover, handover, rollout, serving, steps
 from .actions import (
     PROGRESS_INTERVAL_S,
     ROLLOUT_INTERVAL_S,
@@ -59,6 +60,7 @@ class _Decision:
         self.conditions: list[dict[str, Any]] = list(self.prev.get("conditions") or [])
         self.restored: set[str] = set()  # Services given back earlier in this reconcile
         self.deferred: dict[str, str] = {}  # Services that stay on the gateway for now, and why
+        self.handover: handover.Handover | None = None  # the rollout, once serving is decided
 
     def condition(self, kind: str, value: bool | None, reason: str, message: str) -> None:
         self.conditions = set_condition(self.conditions, kind, value, reason, message,
@@ -192,9 +194,24 @@ def _tasks(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk, deployed: b
     cut_over = {t.name for t in spec.tasks if t.service and t.service.name in taken}
     d.status["tasks"] = task_rows(spec, walk.plan, walk.results.get(steps.EVALUATE), cut_over,
                                   deployed, blocked or {}, waiting or set())
+    _rollout_rows(d, spec)
     _, qualified, _ = evaluation(walk.results.get(steps.EVALUATE))
     if steps.EVALUATE in walk.results:
         d.status["qualifiedCount"] = len(qualified)
+
+
+def _rollout_rows(d: _Decision, spec: MultiTaskModelSpec) -> None:
+    """status.tasks[].rollout: this reconcile's decisions; before serving is decided (a new
+    revision training), the last ones, which still describe the live traffic."""
+    prev = {row.get("name"): row.get("rollout") for row in d.prev.get("tasks") or []}
+    for row in d.status["tasks"]:
+        if d.handover is not None:
+            decision = d.handover.decisions.get(row["name"])
+            if decision is not None:
+                row["rollout"] = decision.status.to_wire()
+                row["servedBy"] = d.handover.served_by(row["name"], row["servedBy"])
+        elif handover.active(spec) and prev.get(row["name"]):
+            row["rollout"] = prev[row["name"]]
 
 
 def _step_failed(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk) -> Outcome:
@@ -285,11 +302,15 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     fmt, reported = serving.prompt_format(export)
     adapters = {t.name: t.group for t in walk.plan.tasks} if walk.plan and len(
         walk.plan.groups) > 1 else {}
+    plan = handover.plan(obs, spec, revision, qualified, config)
     try:
-        routed = serving.routed_tasks(spec, qualified, walk.labels, adapters)
+        routed = [dataclasses.replace(t, rollout=plan.route(t.name)) for t in
+                  serving.routed_tasks(spec, qualified, walk.labels, adapters)]
         objects = serving.render_all(obs, spec, revision, routed, fmt, config)
     except ValueError as err:
         return d.fail("RenderFailed", f"cannot render serving objects: {err}", "Deployed")
+    ready = handover.gateway_ready(obs, objects)
+    d.out.actions += handover.legacy_actions(obs, spec, plan, ready)  # before the routes use them
     d.out.actions += [Apply(obj) for obj in objects]
     d.out.actions += serving.removals(obs, objects)
     if not reported:
@@ -332,9 +353,13 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     d.status["serving"] = {"endpoint": gateway.gateway_url(obs.name, obs.namespace),
                            "revision": revision, **serving.replicas(obs), **figures}
     d.condition("Deployed", True, "Available", f"revision {revision} is available")
-    moves, waiting, moved, returned, blocked = _cutover(d, spec, qualified, config)
+    d.handover = plan
+    d.out.events += plan.events
+    if plan.requeue is not None:
+        d.out.requeue(plan.requeue)
+    moves, waiting, moved, returned, blocked = _cutover(d, spec, qualified, config, ready)
     d.out.actions += moves
-    _retirement(d, spec, returned)
+    _retirement(d, spec, returned | plan.old_backends_serving(spec))
     _tasks(d, spec, walk, deployed=True, moved=moved, returned=returned, blocked=blocked,
            waiting=set(waiting))
     _report_refusals(d, blocked)
@@ -350,6 +375,9 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     if blocked:
         message += "; not cut over: " + "; ".join(
             f"{task} ({why})" for task, why in sorted(blocked.items()))
+    if plan.decisions:
+        message += "; handover: " + ", ".join(rollout.summary(task, decision.status)
+                                              for task, decision in sorted(plan.decisions.items()))
     d.condition("Ready", True, "Ready", message)
     return d.finish(Phase.READY, message, "Ready")
 
@@ -410,15 +438,16 @@ def approved_tasks(spec: MultiTaskModelSpec, annotations: dict[str, str],
 
 
 def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
-             config: OperatorConfig) -> tuple[list[Action], list[str], set[str], set[str],
-                                              dict[str, str]]:
+             config: OperatorConfig, gateway_ready: bool = True,
+             ) -> tuple[list[Action], list[str], set[str], set[str], dict[str, str]]:
     """(patches for the cutover mode, tasks waiting for approval (Manual), Services taken over
     now, Services given back now, tasks whose cutover is refused with why)."""
     obs = d.obs
     mode = spec.serving.cutover
     every, approved_names = approved_tasks(spec, obs.annotations, str(d.status["revision"]))
-    wanted = {t.service.name: t.name for t in spec.tasks
-              if t.service and t.name in qualified and mode != Cutover.OFF}
+    rolled_back = d.handover.rolled_back if d.handover else set()
+    wanted = {t.service.name: t.name for t in spec.tasks if t.service and t.name in qualified
+              and mode != Cutover.OFF and t.name not in rolled_back}
     actions: list[Action] = []
     waiting: list[str] = []
     take: list[Patch] = []
@@ -438,6 +467,11 @@ def _cutover(d: _Decision, spec: MultiTaskModelSpec, qualified: list[str],
             continue
         if mode == Cutover.MANUAL and not (every or task in approved_names):
             waiting.append(task)
+            continue
+        if d.handover and d.handover.route(task) is not None and not gateway_ready:
+            # The gateway must have the task's route to its old backend before the Service
+            # sends it anything (handover.py): look again shortly.
+            d.out.requeue(ROLLOUT_INTERVAL_S)
             continue
         take.append(cutover.take_over(service, obs.name, obs.now))
     # Services taken over but no longer wanted (cutover Off, a task that stopped qualifying or

@@ -75,6 +75,88 @@ class ServiceState:
     backends: tuple[BackendState, ...] = ()  # Deployments behind the original selector
 
 
+@dataclass(frozen=True)
+class StepCounts:
+    """The live comparison of one task in one rollout step, summed over the gateway pods."""
+
+    compared: int = 0
+    agreed: int = 0
+    unified: int = 0  # answers from the unified model (returned or mirrored)
+    unified_errors: int = 0
+    legacy: int = 0
+    legacy_errors: int = 0
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.compared if self.compared else None
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.unified_errors / self.unified if self.unified else None
+
+
+@dataclass(frozen=True)
+class GatewayReport:
+    """What the ready gateway pods report on /metrics: the config each serves and the rollout
+    counters. Read only while a rollout needs it (k8s/observe.py)."""
+
+    pods: int = 0  # ready gateway pods
+    hashes: tuple[str, ...] = ()  # the config hash of each pod that answered
+    counts: dict[tuple[str, str], StepCounts] = field(default_factory=dict)  # (task, step)
+    problem: str | None = None  # why some pod could not be read
+
+    def serving(self, config_hash: str) -> bool:
+        """Whether every ready gateway pod serves the config with `config_hash`."""
+        return (self.pods > 0 and self.problem is None and len(self.hashes) == self.pods
+                and all(h == config_hash for h in self.hashes))
+
+    def step(self, task: str, step: str) -> StepCounts:
+        return self.counts.get((task, step), StepCounts())
+
+
+def gateway_report(pods: int, scraped: list[str], problems: list[str]) -> GatewayReport:
+    """A GatewayReport from the /metrics texts of the ready gateway pods (`problems`: one
+    sentence per pod that could not be read)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    hashes: list[str] = []
+    totals: dict[tuple[str, str], dict[str, float]] = {}
+    for text in scraped:
+        try:
+            families = list(text_string_to_metric_families(text))
+        except ValueError as error:
+            problems = [*problems, f"unreadable metrics: {error}"]
+            continue
+        for family in families:
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name == "mtm_gateway_config_info" and sample.value == 1:
+                    hashes.append(labels.get("hash", ""))
+                    continue
+                key = (labels.get("task", ""), labels.get("step", ""))
+                if sample.name == "mtm_gateway_rollout_compared_total":
+                    field_name = "compared"
+                elif sample.name == "mtm_gateway_rollout_agreed_total":
+                    field_name = "agreed"
+                elif sample.name == "mtm_gateway_rollout_answers_total":
+                    side = labels.get("side")
+                    if side not in ("unified", "legacy"):
+                        continue
+                    field_name = side + ("_errors" if labels.get("outcome") == "error" else "")
+                    row = totals.setdefault(key, {})
+                    row[side] = row.get(side, 0.0) + sample.value  # every answer, errors too
+                    if field_name == side:
+                        continue
+                else:
+                    continue
+                row = totals.setdefault(key, {})
+                row[field_name] = row.get(field_name, 0.0) + sample.value
+    counts = {key: StepCounts(**{k: int(v) for k, v in row.items()})
+              for key, row in totals.items()}
+    return GatewayReport(pods=pods, hashes=tuple(hashes), counts=counts,
+                         problem="; ".join(problems) or None)
+
+
 @dataclass
 class Observed:
     name: str
@@ -95,6 +177,8 @@ class Observed:
     # Optional training runtimes whose APIs the cluster serves ("jobset", "kubeflow"); None:
     # not looked up (the spec's runtime is built in).
     served_runtimes: frozenset[str] | None = None
+    # The gateway pods' config and rollout counters; None: not read (no rollout needs them).
+    gateway: GatewayReport | None = None
 
     @property
     def owner(self) -> Owner:

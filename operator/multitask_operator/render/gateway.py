@@ -11,11 +11,10 @@ but not the running process).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
-from ..api.gateway_config import GatewayConfig, Limits
+from ..api.gateway_config import GatewayConfig, Limits, static_wire, wire_hash
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from ..prompting import PromptFormat
@@ -87,7 +86,9 @@ def gateway_config(
 
 
 def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    """The pod template's hash: of everything but the rollout routes, so that a rollout step
+    (a new weight) is reloaded by the running gateways instead of replacing them."""
+    return wire_hash(static_wire(config))
 
 
 def render_gateway_configmap(

@@ -44,3 +44,16 @@ def revision_dir(revision: str) -> str:
 def export_dir(revision: str) -> str:
     """The exported model of a revision: a merged model, or `base/` + `adapters/<group>/`."""
     return f"{revision_dir(revision)}/export"
+
+
+def legacy_name(name: str, task: str) -> str:
+    """The Service that keeps a task's old backend reachable during a handover: NAME-old-TASK,
+    or, when that is longer than a DNS-1123 label, its task part cut and suffixed with a
+    hash of the task name (so that two long task names never share one)."""
+    full = f"{name}-old-{task}"
+    if len(full) <= 63:
+        return full
+    import hashlib
+
+    digest = hashlib.sha256(task.encode()).hexdigest()[:8]
+    return f"{name}-old-{task[:63 - len(name) - 5 - 9].rstrip('-')}-{digest}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..api.common import Keep, TaskType
-from ..api.gateway_config import TaskRoute
+from ..api.gateway_config import RolloutRoute, TaskRoute
 from ..api.spec import MultiTaskModelSpec, Task
 
 
@@ -22,6 +22,7 @@ class RoutedTask:
     labels: tuple[str, ...] | None = None
     adapter: str | None = None  # LoRA adapter group; None serves the merged model
     service: str | None = None  # the task's old per-task Service, matched on the Host header
+    rollout: RolloutRoute | None = None  # its handover in progress (reconcile/handover.py)
 
     def __post_init__(self) -> None:
         if self.type not in (TaskType.CLASSIFICATION, TaskType.GENERATION):
@@ -52,7 +53,8 @@ class RoutedTask:
     def route(self) -> TaskRoute:
         """The task's entry in the gateway config."""
         return TaskRoute(name=self.name, type=self.type, instruction=self.instruction,
-                         labels=self.labels or (), adapter=self.adapter, service=self.service)
+                         labels=self.labels or (), adapter=self.adapter, service=self.service,
+                         rollout=self.rollout)
 
 
 def adapter_groups(spec: MultiTaskModelSpec, tasks: list[RoutedTask]) -> list[str]:
