@@ -67,7 +67,7 @@ class Cluster:
                     await cluster._kubelet_task
                 await cluster.client.close()
 
-    async def start_operator(self) -> None:
+    async def start_operator(self, config: OperatorConfig | None = None) -> None:
         """Run kopf in its own thread and event loop, as in its own process: when kopf stops it
         cancels every task of its loop that it did not see at start-up, which would take the
         test kubelet's running Jobs with it."""
@@ -75,7 +75,7 @@ class Cluster:
 
         logging.getLogger("kopf").setLevel(logging.WARNING)
         stop = self._stop = threading.Event()
-        memo = kopf.Memo(config=OperatorConfig(trainer_image="trainer:test"))
+        memo = kopf.Memo(config=config or OperatorConfig(trainer_image="trainer:test"))
         self._operator = threading.Thread(target=lambda: asyncio.run(kopf.operator(
             clusterwide=True, standalone=True, memo=memo, stop_flag=stop)), daemon=True)
         self._operator.start()

@@ -285,17 +285,18 @@ def test_the_verdict_needs_the_sample_the_floor_the_ceiling_and_the_interval():
 
 
 def test_the_gateways_metrics_are_summed_over_its_pods():
+    labels = 'step="r-10",task="intent"'
     pod = """# TYPE mtm_gateway_rollout_compared counter
 mtm_gateway_rollout_compared_total{step="r-10",task="intent"} 3.0
 # TYPE mtm_gateway_rollout_agreed counter
 mtm_gateway_rollout_agreed_total{step="r-10",task="intent"} 2.0
 # TYPE mtm_gateway_rollout_answers counter
-mtm_gateway_rollout_answers_total{outcome="ok",role="client",side="unified",step="r-10",task="intent"} 4.0
-mtm_gateway_rollout_answers_total{outcome="error",role="mirror",side="unified",step="r-10",task="intent"} 1.0
-mtm_gateway_rollout_answers_total{outcome="ok",role="client",side="legacy",step="r-10",task="intent"} 6.0
+mtm_gateway_rollout_answers_total{outcome="ok",role="client",side="unified",LABELS} 4.0
+mtm_gateway_rollout_answers_total{outcome="error",role="mirror",side="unified",LABELS} 1.0
+mtm_gateway_rollout_answers_total{outcome="ok",role="client",side="legacy",LABELS} 6.0
 # TYPE mtm_gateway_config_info gauge
 mtm_gateway_config_info{hash="abc"} 1.0
-"""
+""".replace("LABELS", labels)
     got = gateway_report(2, [pod, pod], [])
     assert got.hashes == ("abc", "abc") and got.serving("abc") and not got.serving("abd")
     assert got.step("intent", "r-10") == StepCounts(compared=6, agreed=4, unified=10,

@@ -357,6 +357,8 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
     d.out.events += plan.events
     if plan.requeue is not None:
         d.out.requeue(plan.requeue)
+    if plan.decisions and not ready:  # the gateway pods have yet to load the config
+        d.out.requeue(rollout.poll(spec.serving.rollout))
     moves, waiting, moved, returned, blocked = _cutover(d, spec, qualified, config, ready)
     d.out.actions += moves
     _retirement(d, spec, returned | plan.old_backends_serving(spec))
