@@ -14,6 +14,8 @@ GROUP = "multitask.ai"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "MultiTaskModel"
+# The kubectl form of an approval of a revision's cutover: REVISION[:task,task] ...
+APPROVE_ANNOTATION = "multitask.ai/approve-cutover"
 PLURAL = "multitaskmodels"
 SINGULAR = "multitaskmodel"
 SHORT_NAMES = ["mtm"]

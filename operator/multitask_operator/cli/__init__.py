@@ -5,6 +5,7 @@
     mtm crd                     print the generated CustomResourceDefinition
     mtm tiny-model DIR          write a tiny random Llama (for tests and demos)
     mtm run FILE [--serve]      run the whole pipeline locally, optionally serve the result
+    mtm status [FILE|-]         explain a MultiTaskModel's status (kubectl get mtm X -o yaml |)
     mtm ablate FILE             single-task vs plain multi-task vs the recipe, same budget
     mtm operator                run the Kubernetes operator (kopf)
     mtm gateway                 run the per-task gateway in front of TGI or vLLM
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("multitask_operator.cli.tiny_model_cmd", "tiny_model"),
     "operator": ("multitask_operator.cli.operator_cmd", "operator"),
     "run": ("multitask_operator.cli.run_cmd", "run"),
+    "status": ("multitask_operator.cli.status_cmd", "status"),
     "ablate": ("multitask_operator.cli.ablate_cmd", "ablate"),
     "gateway": ("multitask_operator.cli.gateway_cmd", "gateway"),
     "serve-model": ("multitask_operator.cli.serve_model_cmd", "serve_model"),

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.common import Cutover, Phase
-from ..api.resource import API_VERSION, KIND
+from ..api.resource import API_VERSION, APPROVE_ANNOTATION, KIND
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import MultiTaskModelStatus
 from ..config import OperatorConfig, image_refusal
@@ -42,7 +42,6 @@ from .revision import training_revision
 from .table import evaluation, task_rows
 
 RETRY_ANNOTATION = "multitask.ai/retry"
-APPROVE_ANNOTATION = "multitask.ai/approve-cutover"
 
 
 class _Decision:
