@@ -22,7 +22,6 @@ from ..api.resource import APPROVE_ANNOTATION
 from ..api.status import MultiTaskModelStatus
 
 
-
 def _read(file: str) -> dict[str, Any]:
     name = "stdin" if file == "-" else file
     try:

@@ -7,8 +7,9 @@ No kopf, kubernetes or aiohttp import here (see .importlinter): the k8s layer ga
 `Observed` and carries out the `Outcome`; the kopf handlers only glue the two together.
 """
 
+from ..api.resource import APPROVE_ANNOTATION
 from .actions import Absent, Apply, Create, Delete, Event, Outcome, Patch
-from .core import APPROVE_ANNOTATION, RETRY_ANNOTATION, finalize, reconcile
+from .core import RETRY_ANNOTATION, finalize, reconcile
 from .observed import Observed
 from .revision import training_revision
 
