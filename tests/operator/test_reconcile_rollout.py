@@ -303,3 +303,31 @@ mtm_gateway_config_info{hash="abc"} 1.0
                                                     unified_errors=2, legacy=12)
     partial = gateway_report(2, [pod], ["gateway pod b did not answer"])
     assert not partial.serving("abc") and partial.problem == "gateway pod b did not answer"
+
+
+def test_retirement_counts_from_the_promotion_not_from_the_cutover():
+    spec = canary_spec()
+    spec["serving"].update(retireOldBackends=True, retireAfterSeconds=3600)
+    promoted = in_phase("Promoted", 100, 3, since=T2)
+    services = {"intent-svc": retirable("intent-svc"), "topic-svc": retirable("topic-svc")}
+    soon = reconcile(observe(spec, services=services, status=promoted,
+                             report=GatewayReport(pods=1, hashes=("x",)), now=T2), CONFIG)
+    assert not [a for a in soon.actions if isinstance(a, Patch) and a.kind == "Deployment"]
+    later = reconcile(observe(spec, services=services, status=promoted,
+                              report=GatewayReport(pods=1, hashes=("x",)),
+                              now="2026-01-01T01:02:00Z"), CONFIG)
+    retired = [a.name for a in later.actions if isinstance(a, Patch) and a.kind == "Deployment"]
+    assert retired == ["intent-model", "topic-model"]
+
+
+def retirable(name: str):
+    """A taken-over Service (cut over long ago: its record has no time) with a Deployment
+    behind its original selector."""
+    state = taken(name)
+    deployment = {"metadata": {"name": name.replace("-svc", "-model"), "annotations": {}},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                           "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                               "containers": []}}}}
+    return service_state({"metadata": {"name": name, "annotations": state.annotations},
+                          "spec": {"selector": state.selector, "ports": state.ports}},
+                         [], [deployment], {"app": name})

@@ -396,6 +396,9 @@ def _retirement(d: _Decision, spec: MultiTaskModelSpec, returned: set[str]) -> N
             d.out.actions += cutover.revive(service, obs.name)
             continue
         held = cutover.held_seconds(record, obs.now)
+        promoted = d.handover.promoted_for(spec, name, obs.now) if d.handover else None
+        if promoted is not None:
+            held = min(held, promoted)
         if held < spec.serving.retire_after_seconds:
             d.out.requeue(spec.serving.retire_after_seconds - held)
             continue

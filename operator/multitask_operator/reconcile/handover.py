@@ -57,6 +57,15 @@ class Handover:
         return {t.service.name for t in spec.tasks if t.service and t.name in self.decisions
                 and self.decisions[t.name].needs_old_backend}
 
+    def promoted_for(self, spec: MultiTaskModelSpec, service: str, now: str) -> float | None:
+        """Seconds since the task behind `service` was promoted, if it was handed over by a
+        rollout (retirement counts from the promotion, not from the cutover)."""
+        for task in spec.tasks:
+            decision = self.decisions.get(task.name)
+            if task.service and task.service.name == service and decision is not None:
+                return rollout.seconds_since(decision.status.since, now)
+        return None
+
     def served_by(self, task: str, default: str) -> str:
         decision = self.decisions.get(task)
         if decision is None or default != UNIFIED:

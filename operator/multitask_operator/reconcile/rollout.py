@@ -58,7 +58,7 @@ class TaskDecision:
         return self.status.state != PROMOTED
 
 
-def _seconds(since: str | None, now: str) -> float:
+def seconds_since(since: str | None, now: str) -> float:
     if not since:
         return 0.0
     fmt = "%Y-%m-%dT%H:%M:%SZ"
@@ -143,7 +143,7 @@ def decide(task: str, rollout: Rollout, revision: str, prev: TaskRollout | None,
             "reason": f"waiting for the gateway's metrics: {why}"}), route,
             requeue=poll(rollout))
     counts = report.step(task, step_id(revision, weight))
-    held = _seconds(state.since, now)
+    held = seconds_since(state.since, now)
     measured = {"requests": counts.compared, "agreement": counts.agreement,
                 "errors": counts.error_rate}
     outcome, why = verdict(counts, rollout, held)
