@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -201,3 +202,22 @@ class Workspace:
     @property
     def report_dir(self) -> Path:
         return self.root / "report"
+
+
+REVISION_NAME = re.compile(r"^[0-9a-f]{8}$")
+
+
+def remove_revisions(revisions: Path, keep: set[str]) -> list[str]:
+    """Delete the revision folders under `revisions` (named like a training revision) that are
+    not in `keep`; each is renamed first, so that an interrupted deletion leaves a folder no
+    revision will ever be confused with (and the next call finishes it). Returns their names."""
+    removed = []
+    for child in sorted(revisions.iterdir()) if revisions.is_dir() else []:
+        if child.name.endswith(".deleting") and child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        elif REVISION_NAME.match(child.name) and child.is_dir() and child.name not in keep:
+            doomed = child.with_name(child.name + ".deleting")
+            child.rename(doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+            removed.append(child.name)
+    return removed

@@ -39,7 +39,7 @@ from typing import Any
 
 from multitask_operator.api import Plan
 from multitask_operator.api.results import EvaluateResult, StepSummary, termination_message
-from multitask_operator.workspace import Workspace
+from multitask_operator.workspace import Workspace, remove_revisions
 
 from .errors import TrainerError
 from .specfile import load_spec
@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("step", choices=["prepare", "train", "evaluate", "export"])
     parser.add_argument("--workspace", required=True, type=Path, help="the shared workspace")
     parser.add_argument("--spec", type=Path, help="MultiTaskModel YAML (needed by prepare)")
+    parser.add_argument("--keep-revisions", metavar="REV,REV",
+                        help="prepare: delete the other revision folders beside the workspace "
+                             "(revisions/<rev>) once prepared; the operator's cleanup")
     parser.add_argument("--stage", help="train: stage1, stage2, stage2-GROUP or baseline:TASK")
     parser.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
     parser.add_argument("--micro-batch-tokens", type=int,
@@ -92,6 +95,11 @@ def run_step(args: argparse.Namespace) -> StepSummary:
         details = prepare(spec, ws)
         message = "already prepared" if details["skipped"] else (
             f"prepared {len(details['counts'])} tasks; stages: {', '.join(details['stages'])}")
+        if args.keep_revisions and ws.root.resolve().parent.name == "revisions":
+            keep = {r for r in args.keep_revisions.split(",") if r} | {ws.root.resolve().name}
+            details["removedRevisions"] = remove_revisions(ws.root.resolve().parent, keep)
+            if details["removedRevisions"]:
+                message += f"; deleted old revisions {', '.join(details['removedRevisions'])}"
         return StepSummary(step="prepare", ok=True, message=message, details=details)
     plan = load_plan(ws)
     if args.step == "train":

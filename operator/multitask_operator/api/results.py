@@ -96,6 +96,9 @@ class PrepareResult(StepResult):
     labels: dict[str, list[str]] = Field(
         default_factory=dict, description="Labels per classification task (declared or inferred).")
     stages: list[str] = Field(default_factory=list, description="The stages planned, in order.")
+    removed_revisions: list[str] = Field(
+        default_factory=list, description="Older revisions' workspace folders it deleted "
+        "(--keep-revisions).")
 
 
 class TrainResult(StepResult):

@@ -79,6 +79,12 @@ class Workspace(ApiModel):
     )
     size: Quantity = Field("200Gi", description="Size of the PVC the operator creates.")
     storage_class_name: str | None = Field(None, description="StorageClass of that PVC.")
+    keep_revisions: int = Field(
+        2, ge=1, le=100,
+        description="Training revisions whose Jobs and workspace folders are kept: the most "
+        "recent ones, the one being trained included; the revision being served is kept on "
+        "top. Older ones are deleted (their folders by the next prepare step). Default 2.",
+    )
 
 
 class Training(ApiModel):

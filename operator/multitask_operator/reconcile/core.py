@@ -23,7 +23,7 @@ from ..api.status import MultiTaskModelStatus
 from ..config import OperatorConfig, image_refusal
 from ..loader import validation_problems
 from ..render import gateway, jobs, pod, runtimes
-from . import cutover, handover, rollout, serving, steps
+from . import cleanup, cutover, handover, rollout, serving, steps
 from .actions import (
     PROGRESS_INTERVAL_S,
     ROLLOUT_INTERVAL_S,
@@ -134,6 +134,10 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
                                   "retrying from the failed step; finished steps are reused"))
 
     current = [j for j in obs.jobs if j.revision == revision and j.name not in deleted]
+    kept = cleanup.keep(obs, spec, revision)
+    removals, removal_events = cleanup.actions(obs, kept)
+    d.out.actions += removals
+    d.out.events += removal_events
     walk = steps.walk(spec, current)
     missing = _missing_runtime(obs, spec)
     if missing and not walk.done:
@@ -154,7 +158,7 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     if walk.problem is not None:
         return d.fail("StepResultUnreadable", walk.problem, "Trained")
     if not walk.done:
-        return _run_step(d, spec, revision, walk, config)
+        return _run_step(d, spec, revision, walk, config, kept)
     return _serve(d, spec, revision, walk, config)
 
 
@@ -224,7 +228,7 @@ def _step_failed(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk) -> Ou
 
 
 def _run_step(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Walk,
-              config: OperatorConfig) -> Outcome:
+              config: OperatorConfig, kept: list[str]) -> Outcome:
     step = walk.next_step
     assert step is not None
     obs = d.obs
@@ -232,8 +236,7 @@ def _run_step(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps
     object_name = runtimes.step_object_name(obs.name, spec, step, revision)
     if walk.job is None:
         try:
-            objects = runtimes.render_step(obs.owner, spec, revision,
-                                           step, config)
+            objects = runtimes.render_step(obs.owner, spec, revision, step, config, kept)
         except ValueError as err:
             return d.fail("Unsupported", str(err), "Trained")
         d.out.actions += [Create(obj) for obj in objects]

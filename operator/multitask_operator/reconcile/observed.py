@@ -37,6 +37,7 @@ class JobState:
     finished: str | None = None
     api_version: str = "batch/v1"  # the object running the step: a Job, JobSet or TrainJob
     kind: str = "Job"
+    created: str | None = None  # metadata.creationTimestamp (orders revisions for cleanup)
 
 
 @dataclass(frozen=True)
@@ -291,6 +292,7 @@ def _step_state(obj: dict[str, Any], phase: str, failed: dict[str, Any] | None,
         name=meta.get("name", ""), step=step, revision=revision, phase=phase, summary=summary,
         message=message, started=started, finished=finished,
         api_version=obj.get("apiVersion") or "batch/v1", kind=obj.get("kind") or "Job",
+        created=meta.get("creationTimestamp"),
     )
 
 

@@ -12,6 +12,7 @@ document (the trainer stores it in the workspace for the later steps).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -75,10 +76,14 @@ def trainer_args(step: str, revision: str) -> list[str]:
     return ["train", "--workspace", workspace, "--stage", step]
 
 
-def training_args(spec: MultiTaskModelSpec, step: str, revision: str) -> list[str]:
-    """`trainer_args` plus what the spec adds: --cpu without GPUs, --fsdp for sharded training."""
+def training_args(spec: MultiTaskModelSpec, step: str, revision: str,
+                  keep: Sequence[str] = ()) -> list[str]:
+    """`trainer_args` plus what the spec adds: --cpu without GPUs, --fsdp for sharded training;
+    prepare gets the revisions whose workspace folders stay (`keep`, reconcile/cleanup.py)."""
     args = trainer_args(step, revision)
     flags = []
+    if step == "prepare" and keep:
+        flags += ["--keep-revisions", ",".join(keep)]
     if not step_gpus(spec, step):
         flags.append("--cpu")
     if spec.training.fsdp and step not in SINGLE_POD_STEPS:
@@ -120,13 +125,14 @@ def render_job(
     revision: str,
     step: str,
     config: OperatorConfig,
+    keep: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The single-pod Job running one step of `revision` (render/runtimes.py renders the
     multi-node objects of the training stages). A training stage on several GPUs runs one
     process per GPU under the launcher (a local rendezvous: `--standalone`)."""
     name = owner.name
     gpus = spec.training.resources.gpus
-    command = ["python", "-m", "multitask_trainer", *training_args(spec, step, revision)]
+    command = ["python", "-m", "multitask_trainer", *training_args(spec, step, revision, keep)]
     if gpus > 1 and step not in SINGLE_POD_STEPS:
         command[:3] = [*LAUNCHER, "--standalone", f"--nproc-per-node={gpus}",
                        "-m", "multitask_trainer"]

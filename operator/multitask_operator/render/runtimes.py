@@ -22,6 +22,7 @@ trainer's exit code on, see multitask_trainer/launch.py), R and POD0 coming from
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..api.common import Runtime
@@ -238,10 +239,12 @@ def render_trainjob(owner: Owner, spec: MultiTaskModelSpec,
 
 
 def render_step(owner: Owner, spec: MultiTaskModelSpec, revision: str,
-                step: str, config: OperatorConfig) -> list[dict[str, Any]]:
-    """Every object to create for `step`, in order (a Service before the Job that needs it)."""
+                step: str, config: OperatorConfig,
+                keep: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every object to create for `step`, in order (a Service before the Job that needs it);
+    `keep`: the revisions whose workspace folders prepare leaves (reconcile/cleanup.py)."""
     if not distributed(spec, step):
-        return [jobs.render_job(owner, spec, revision, step, config)]
+        return [jobs.render_job(owner, spec, revision, step, config, keep)]
     runtime = spec.training.runtime
     if runtime == Runtime.JOBSET:
         return [render_jobset(owner, spec, revision, step, config)]
