@@ -35,6 +35,18 @@ class TestJob:
     def container(self, job):
         return job["spec"]["template"]["spec"]["containers"][0]
 
+    def test_only_the_prepare_step_gets_the_data_secret(self):
+        for step in ("prepare", "stage2", "evaluate", "export"):
+            container = self.container(self.render(step, training={"dataSecret": "s3-reader"}))
+            assert container.get("envFrom") == (
+                [{"secretRef": {"name": "s3-reader"}}] if step == "prepare" else None), step
+        assert "envFrom" not in self.container(self.render("prepare"))
+
+    def test_the_data_secret_and_kept_revisions_retrain_nothing(self):
+        base = training_revision(model())
+        assert training_revision(model(training={"dataSecret": "s3-reader"})) == base
+        assert training_revision(model(training={"workspace": {"keepRevisions": 5}})) == base
+
     @pytest.mark.parametrize("step", ["prepare", "stage1", "stage2-generation",
                                       "baseline-intent", "evaluate", "export"])
     def test_every_step_is_a_valid_job(self, step):

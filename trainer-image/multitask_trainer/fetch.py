@@ -4,9 +4,12 @@
     pvc://CLAIM/PATH                read from $MTM_PVC_ROOT/CLAIM/PATH (default /mnt/pvc): the
                                     training pod mounts each claim there, read-only
     http(s)://...                   downloaded with urllib
-    s3://BUCKET/KEY                 downloaded through fsspec (needs the s3fs package)
-    hf://datasets/OWNER/NAME[/FILE] the `datasets` library: a FILE in the repo, or else the
-                                    split named like the data field (train; eval -> validation)
+    s3://BUCKET/KEY                 downloaded with s3fs (AWS_* credentials; AWS_ENDPOINT_URL for
+                                    an S3-compatible store)
+    hf://datasets/OWNER/NAME[@REV][/FILE]
+                                    a JSONL file of a Hub dataset, with huggingface_hub: FILE, or
+                                    else <split>.jsonl or data/<split>.jsonl (train; eval ->
+                                    validation)
 
 Downloads go to a temporary name and are renamed when complete, so a killed download is
 never mistaken for the data.
@@ -14,7 +17,6 @@ never mistaken for the data.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import urllib.error
@@ -70,43 +72,88 @@ def _download_http(url: str, out: Path, what: str) -> None:
 
 
 def _download_s3(url: str, out: Path, what: str) -> None:
-    import fsspec
-
     try:
-        with fsspec.open(url, "rb") as source, open(out, "wb") as handle:
-            shutil.copyfileobj(source, handle)
+        import s3fs
     except ImportError as err:
-        raise TrainerError(f"{what}: {url} needs the s3fs package ({err})") from err
-    except (OSError, PermissionError) as err:
-        raise TrainerError(f"{what}: cannot read {url}: {err}") from err
+        raise TrainerError(f"{what}: {url} needs the s3fs package, which is not installed "
+                           "(it comes with multitask-operator[trainer])") from err
+    # Credentials and region from the AWS_* environment (spec.training.dataSecret in a
+    # cluster); AWS_ENDPOINT_URL points at an S3-compatible store. A fresh client each time:
+    # fsspec's instance cache would keep the credentials of an earlier call.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    fs = s3fs.S3FileSystem(skip_instance_cache=True,
+                           client_kwargs={"endpoint_url": endpoint} if endpoint else {})
+    try:
+        with fs.open(url, "rb") as source, open(out, "wb") as handle:
+            shutil.copyfileobj(source, handle)
+    except FileNotFoundError:
+        raise TrainerError(f"{what}: {url}: no such object (check the bucket and the key)"
+                           ) from None
+    except PermissionError as err:
+        raise TrainerError(f"{what}: {url}: access denied ({_first_line(err)}); the AWS_* "
+                           "credentials come from the Secret named by spec.training.dataSecret"
+                           ) from None
+    except Exception as err:  # botocore's NoCredentialsError, EndpointConnectionError, ...
+        raise TrainerError(f"{what}: cannot read {url}: {type(err).__name__}: "
+                           f"{_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+
+
+def parse_hf(value: str) -> tuple[str, str | None, str | None]:
+    """(OWNER/NAME, revision or None, file or None) of hf://datasets/OWNER/NAME[@REV][/FILE]."""
+    parts = value[len("hf://datasets/"):].strip("/").split("/", 2)
+    if len(parts) < 2 or not all(parts[:2]):
+        raise ValueError(f"{value} must look like hf://datasets/OWNER/NAME[@REVISION][/FILE]")
+    name, _, revision = parts[1].partition("@")
+    return f"{parts[0]}/{name}", revision or None, parts[2] if len(parts) == 3 else None
 
 
 def _download_hf(value: str, out: Path, what: str, split: str) -> None:
+    """A JSONL file of a Hub dataset, through huggingface_hub (HF_TOKEN for private ones, its
+    cache and offline mode as usual): FILE when given, else `<split>.jsonl` or
+    `data/<split>.jsonl` with split train or validation (for data.eval)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
-        import datasets
-    except ImportError as err:
-        raise TrainerError(
-            f"{what}: {value} needs the `datasets` package, which is not installed; "
-            "copy the data to a pvc:// or http(s):// location instead"
-        ) from err
-    parts = value[len("hf://datasets/") :].strip("/").split("/", 2)
-    if len(parts) < 2:
-        raise TrainerError(f"{what}: {value} must look like hf://datasets/OWNER/NAME[/FILE]")
-    repo = "/".join(parts[:2])
-    try:
-        if len(parts) == 3:
-            data = datasets.load_dataset("json", data_files=value, split="train")
-        else:
-            data = datasets.load_dataset(repo, split=HF_SPLITS[split])
-    except Exception as err:  # datasets raises many kinds: network, missing split, auth
-        raise TrainerError(f"{what}: cannot load {value}: {err}") from err
-    missing = {"input", "output"} - set(data.column_names)
-    if missing:
-        raise TrainerError(
-            f"{what}: {value} has columns {', '.join(data.column_names)}; "
-            "it needs input and output"
-        )
-    with open(out, "w", encoding="utf-8") as handle:
-        for row in data:
-            record = {"input": row["input"], "output": row["output"]}
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        repo, revision, file = parse_hf(value)
+    except ValueError as err:
+        raise TrainerError(f"{what}: {err}") from None
+    name = HF_SPLITS[split]
+    candidates = [file] if file else [f"{name}.jsonl", f"data/{name}.jsonl"]
+    offline_miss: LocalEntryNotFoundError | None = None
+    for candidate in candidates:
+        try:
+            path = hf_hub_download(repo, candidate, repo_type="dataset", revision=revision)
+        except LocalEntryNotFoundError as err:  # offline, or the Hub unreachable: not cached
+            offline_miss = err  # (a subclass of EntryNotFoundError: caught first)
+            continue
+        except EntryNotFoundError:
+            continue
+        except RepositoryNotFoundError:
+            raise TrainerError(
+                f"{what}: {value}: no dataset {repo} on the Hub, or no access to it (a private "
+                "one needs HF_TOKEN, from the Secret named by spec.training.dataSecret)"
+            ) from None
+        except RevisionNotFoundError:
+            raise TrainerError(f"{what}: {value}: dataset {repo} has no revision "
+                               f"'{revision}'") from None
+        except (HfHubHTTPError, OSError) as err:
+            raise TrainerError(f"{what}: cannot download {value}: {_first_line(err)}") from None
+        shutil.copyfile(path, out)
+        return
+    if offline_miss is not None:
+        raise TrainerError(f"{what}: {value}: {' or '.join(candidates)} of dataset {repo} is "
+                           "not in the local Hub cache and the Hub cannot be reached (offline)")
+    raise TrainerError(
+        f"{what}: {value}: dataset {repo} has no {' or '.join(candidates)}; name the file: "
+        f"hf://datasets/{repo}/FILE.jsonl")

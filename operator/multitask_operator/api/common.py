@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 # Kubernetes DNS-1123 label: what a task name becomes in Job, Service and label values.
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 # A resource.Quantity such as 64Gi, 500m or 1.5.
 QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 

@@ -34,7 +34,8 @@ from .training import Training
 # Accepted forms of a data location; see `multitask_operator.datafiles.parse_location`.
 DATA_SCHEMES = ("pvc://", "http://", "https://", "s3://", "hf://datasets/")
 DATA_LOCATION_HELP = (
-    "a path, pvc://CLAIM/PATH, http(s)://..., s3://BUCKET/KEY or hf://datasets/OWNER/NAME[/FILE]"
+    "a path, pvc://CLAIM/PATH, http(s)://..., s3://BUCKET/KEY or "
+    "hf://datasets/OWNER/NAME[@REVISION][/FILE]"
 )
 _SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from .common import ApiModel, Quantity, Runtime, TrainingMethod, cel, defaulted, field_error
+from .common import (
+    DNS1123_SUBDOMAIN,
+    ApiModel,
+    Quantity,
+    Runtime,
+    TrainingMethod,
+    cel,
+    defaulted,
+    field_error,
+)
 
 
 class LoraSpec(ApiModel):
@@ -147,6 +156,13 @@ class Training(ApiModel):
     )
     workspace: Workspace = defaulted(Workspace)
     queue_name: str | None = Field(None, description="Kueue LocalQueue for the training Jobs.")
+    data_secret: str | None = Field(
+        None, pattern=DNS1123_SUBDOMAIN, max_length=253,
+        description="A Secret of the model's namespace whose keys become environment variables "
+        "of the prepare step only, the one that reads the data: AWS_ACCESS_KEY_ID, "
+        "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL (s3://, "
+        "S3-compatible stores too), HF_TOKEN (hf://). Changing it retrains nothing.",
+    )
 
     @model_validator(mode="after")
     def _runtime_fits_nodes(self) -> Training:

@@ -16,7 +16,8 @@ from ..api.spec import MultiTaskModelSpec
 LENGTH = 8  # hex digits: 4 billion values, plenty for the revisions of one object
 
 # training.* fields that decide where and how fast the Jobs run, not what they compute.
-_PLACEMENT = ("resources", "stepResources", "runtime", "queueName", "nodes", "fsdp")
+_PLACEMENT = ("resources", "stepResources", "runtime", "queueName", "nodes", "fsdp",
+              "dataSecret")
 
 
 def training_fields(spec: MultiTaskModelSpec) -> dict[str, Any]:
@@ -28,9 +29,11 @@ def training_fields(spec: MultiTaskModelSpec) -> dict[str, Any]:
         task["baseline"] = baseline
         tasks.append(task)
     training = {k: v for k, v in wire["training"].items() if k not in _PLACEMENT}
-    # Growing the volume must not retrain; moving to another claim must (the work is not there).
+    # Growing the volume or keeping more revisions must not retrain; moving to another claim
+    # must (the work is not there).
     training["workspace"] = {
-        k: v for k, v in (training.get("workspace") or {}).items() if k != "size"
+        k: v for k, v in (training.get("workspace") or {}).items()
+        if k not in ("size", "keepRevisions")
     }
     return {"baseModel": wire["baseModel"], "tasks": tasks, "recipe": wire["recipe"],
             "training": training}

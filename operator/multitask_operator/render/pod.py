@@ -129,7 +129,7 @@ def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command:
                       step: str | None = None) -> dict[str, Any]:
     """The trainer container running `command`, with the spec's resources, env and mounts."""
     mounts, _ = _volumes(name, spec, revision)
-    return {
+    container: dict[str, Any] = {
         "name": CONTAINER,
         "image": config.trainer_image,
         "imagePullPolicy": config.image_pull_policy,
@@ -143,6 +143,10 @@ def trainer_container(spec: MultiTaskModelSpec, config: OperatorConfig, command:
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": RESTRICTED_CONTAINER,
     }
+    if step == "prepare" and spec.training.data_secret:
+        # Only the step that reads the data gets its credentials.
+        container["envFrom"] = [{"secretRef": {"name": spec.training.data_secret}}]
+    return container
 
 
 def pod_spec(name: str, spec: MultiTaskModelSpec, revision: str,
