@@ -6,6 +6,7 @@
     python -m multitask_trainer train    --workspace DIR --stage baseline:TASK
     python -m multitask_trainer evaluate --workspace DIR
     python -m multitask_trainer export   --workspace DIR
+    python -m multitask_trainer fingerprint --spec model.yaml   # what identifies each task's data
     accelerate launch --num_processes 8 -m multitask_trainer train --workspace DIR --stage stage2
     torchrun --nnodes 2 --nproc-per-node 8 --node-rank R --master-addr HOST --master-port 29500 \
         -m multitask_trainer train --workspace DIR --stage stage2 [--fsdp]
@@ -52,8 +53,10 @@ STARTED = time.time()  # a failure in the termination log older than this is a p
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m multitask_trainer",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=["prepare", "train", "evaluate", "export"])
-    parser.add_argument("--workspace", required=True, type=Path, help="the shared workspace")
+    parser.add_argument("step", choices=["prepare", "train", "evaluate", "export",
+                                         "fingerprint"])
+    parser.add_argument("--workspace", type=Path,
+                        help="the shared workspace (every step but fingerprint)")
     parser.add_argument("--spec", type=Path, help="MultiTaskModel YAML (needed by prepare)")
     parser.add_argument("--keep-revisions", metavar="REV,REV",
                         help="prepare: delete the other revision folders beside the workspace "
@@ -74,6 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="train: shard the model over the processes with FSDP "
                         "(multitask_trainer/distributed.py)")
     args = parser.parse_args(argv)
+    if args.step != "fingerprint" and args.workspace is None:
+        parser.error(f"{args.step} needs --workspace DIR")
+    if args.step == "fingerprint" and args.spec is None:
+        parser.error("fingerprint needs --spec FILE")
     if args.step == "train" and not args.stage:
         parser.error("train needs --stage (stage1, stage2, stage2-GROUP or baseline:TASK)")
     return args
@@ -86,6 +93,14 @@ def load_plan(ws: Workspace) -> Plan:
 
 
 def run_step(args: argparse.Namespace) -> StepSummary:
+    if args.step == "fingerprint":
+        from .fingerprint import task_fingerprints
+        from .specfile import load_spec_file
+
+        prints = task_fingerprints(load_spec_file(args.spec))
+        return StepSummary(step="fingerprint", ok=True,
+                           message=f"fingerprinted the data of {len(prints)} tasks",
+                           details={"fingerprints": prints})
     ws = Workspace(args.workspace)
     spec = load_spec(ws, args.spec)
     details: dict[str, Any]

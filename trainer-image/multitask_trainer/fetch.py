@@ -21,7 +21,10 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from multitask_operator.datafiles import parse_location
 
@@ -41,8 +44,7 @@ def fetch(value: str, dest: Path, what: str, split: str = "train") -> Path:
     if where.kind == "local":
         return where.file
     if where.kind == "pvc":
-        claim_path = value[len("pvc://") :]
-        return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / claim_path
+        return pvc_path(value)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".download")
     try:
@@ -59,6 +61,11 @@ def fetch(value: str, dest: Path, what: str, split: str = "train") -> Path:
     return dest
 
 
+def pvc_path(value: str) -> Path:
+    """Where a pvc://CLAIM/PATH location is mounted in the trainer's pod."""
+    return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / value[len("pvc://"):]
+
+
 def _download_http(url: str, out: Path, what: str) -> None:
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -72,20 +79,26 @@ def _download_http(url: str, out: Path, what: str) -> None:
 
 
 def _download_s3(url: str, out: Path, what: str) -> None:
+    with s3_filesystem(url, what) as fs, fs.open(url, "rb") as source, open(out, "wb") as handle:
+        shutil.copyfileobj(source, handle)
+
+
+@contextmanager
+def s3_filesystem(url: str, what: str) -> Iterator[Any]:
+    """An s3fs filesystem for `url`, its failures turned into one sentence naming `what`.
+    Credentials and region come from the AWS_* environment (spec.training.dataSecret in a
+    cluster); AWS_ENDPOINT_URL points at an S3-compatible store. A fresh client each time:
+    fsspec's instance cache would keep the credentials of an earlier call."""
     try:
         import s3fs
     except ImportError as err:
         raise TrainerError(f"{what}: {url} needs the s3fs package, which is not installed "
                            "(it comes with multitask-operator[trainer])") from err
-    # Credentials and region from the AWS_* environment (spec.training.dataSecret in a
-    # cluster); AWS_ENDPOINT_URL points at an S3-compatible store. A fresh client each time:
-    # fsspec's instance cache would keep the credentials of an earlier call.
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     fs = s3fs.S3FileSystem(skip_instance_cache=True,
                            client_kwargs={"endpoint_url": endpoint} if endpoint else {})
     try:
-        with fs.open(url, "rb") as source, open(out, "wb") as handle:
-            shutil.copyfileobj(source, handle)
+        yield fs
     except FileNotFoundError:
         raise TrainerError(f"{what}: {url}: no such object (check the bucket and the key)"
                            ) from None
@@ -93,6 +106,8 @@ def _download_s3(url: str, out: Path, what: str) -> None:
         raise TrainerError(f"{what}: {url}: access denied ({_first_line(err)}); the AWS_* "
                            "credentials come from the Secret named by spec.training.dataSecret"
                            ) from None
+    except TrainerError:
+        raise
     except Exception as err:  # botocore's NoCredentialsError, EndpointConnectionError, ...
         raise TrainerError(f"{what}: cannot read {url}: {type(err).__name__}: "
                            f"{_first_line(err)}") from None
@@ -112,9 +127,14 @@ def parse_hf(value: str) -> tuple[str, str | None, str | None]:
 
 
 def _download_hf(value: str, out: Path, what: str, split: str) -> None:
-    """A JSONL file of a Hub dataset, through huggingface_hub (HF_TOKEN for private ones, its
-    cache and offline mode as usual): FILE when given, else `<split>.jsonl` or
-    `data/<split>.jsonl` with split train or validation (for data.eval)."""
+    shutil.copyfile(hf_file(value, what, split), out)
+
+
+def hf_file(value: str, what: str, split: str) -> Path:
+    """The local copy (in the Hub client's cache, `.../snapshots/<commit>/FILE`) of a JSONL file
+    of a Hub dataset, through huggingface_hub (HF_TOKEN for private ones, its cache and offline
+    mode as usual): FILE when given, else `<split>.jsonl` or `data/<split>.jsonl` with split
+    train or validation (for data.eval)."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -133,7 +153,8 @@ def _download_hf(value: str, out: Path, what: str, split: str) -> None:
     offline_miss: LocalEntryNotFoundError | None = None
     for candidate in candidates:
         try:
-            path = hf_hub_download(repo, candidate, repo_type="dataset", revision=revision)
+            return Path(hf_hub_download(repo, candidate, repo_type="dataset",
+                                        revision=revision))
         except LocalEntryNotFoundError as err:  # offline, or the Hub unreachable: not cached
             offline_miss = err  # (a subclass of EntryNotFoundError: caught first)
             continue
@@ -149,8 +170,6 @@ def _download_hf(value: str, out: Path, what: str, split: str) -> None:
                                f"'{revision}'") from None
         except (HfHubHTTPError, OSError) as err:
             raise TrainerError(f"{what}: cannot download {value}: {_first_line(err)}") from None
-        shutil.copyfile(path, out)
-        return
     if offline_miss is not None:
         raise TrainerError(f"{what}: {value}: {' or '.join(candidates)} of dataset {repo} is "
                            "not in the local Hub cache and the Hub cannot be reached (offline)")

@@ -29,6 +29,7 @@ from multitask_operator.workspace import Workspace, publish, read_marker, write_
 
 from .errors import TrainerError
 from .fetch import fetch
+from .fingerprint import changes, task_fingerprints
 from .specfile import spec_digest
 
 
@@ -80,12 +81,19 @@ def prepare(spec: MultiTaskModelSpec, ws: Workspace) -> dict[str, Any]:
     """Run the prepare step; returns its summary. A finished prepare with the same spec is a
     no-op; a finished one with another spec is an error (a new spec needs a new workspace)."""
     digest = spec_digest(spec)
+    fingerprints = task_fingerprints(spec)  # before reading: a change meanwhile shows next time
     if ws.prepared():
         marker = read_marker(ws.data_dir) or {}
         if marker.get("specDigest") != digest:
             raise TrainerError(
                 f"{ws.root}: was prepared for a different spec; use a new workspace directory"
             )
+        changed = changes(marker.get("fingerprints") or fingerprints, fingerprints)
+        if changed:
+            raise TrainerError(
+                f"{ws.root}: the data of {', '.join(changed)} changed since this workspace was "
+                "prepared; its steps would train on the old data: use a new workspace "
+                "directory (mtm run --fresh)")
         return PrepareResult.model_validate({**marker, "skipped": True}).to_details()
 
     if spec.recipe.keep == "all-as-adapters" and spec.training.method == "full":
@@ -133,7 +141,8 @@ def prepare(spec: MultiTaskModelSpec, ws: Workspace) -> dict[str, Any]:
     # labels route classification tasks whose spec declares none.
     labels_by_task = {name: entry["labels"] for name, entry in manifest["tasks"].items()
                       if entry.get("labels")}
-    summary = {"specDigest": digest, "counts": counts, "labels": labels_by_task}
+    summary = {"specDigest": digest, "counts": counts, "labels": labels_by_task,
+               "fingerprints": fingerprints}
     with publish(ws.data_dir, summary) as scratch:
         for name, (train, evals) in splits.items():
             _write_jsonl(scratch / name / "train.jsonl", train)

@@ -96,6 +96,9 @@ class PrepareResult(StepResult):
     labels: dict[str, list[str]] = Field(
         default_factory=dict, description="Labels per classification task (declared or inferred).")
     stages: list[str] = Field(default_factory=list, description="The stages planned, in order.")
+    fingerprints: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="What identifies each task's data as prepare read it: "
+        "{task: {train: sha256:..|etag:..|modified:..|hf:<commit>, eval?: ..}}.")
     removed_revisions: list[str] = Field(
         default_factory=list, description="Older revisions' workspace folders it deleted "
         "(--keep-revisions).")
