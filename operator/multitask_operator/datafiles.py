@@ -166,3 +166,14 @@ def check_task_examples(task: Task, path: Path, examples: list[Example]) -> None
                 )
             ]
         )
+
+
+def fingerprint_changes(before: dict[str, dict[str, str]],
+                        after: dict[str, dict[str, str]]) -> list[str]:
+    """`task NAME data.SPLIT` for every data location whose fingerprint differs."""
+    out = []
+    for task in sorted(set(before) | set(after)):
+        old, new = before.get(task, {}), after.get(task, {})
+        out += [f"task {task} data.{split}" for split in sorted(set(old) | set(new))
+                if old.get(split) != new.get(split)]
+    return out

@@ -52,12 +52,14 @@ async def test_absent_deletes_only_an_object_the_model_owns():
 
 # --- the operator on the emulated API server ------------------------------------------------
 
-def _summaries(spec: dict[str, Any]) -> list[tuple[str, StepSummary]]:
+def _summaries(spec: dict[str, Any], fingerprints: dict | None = None,
+               ) -> list[tuple[str, StepSummary]]:
     """What prepare, stage2, evaluate and export report for the spec of tests/operator/
     conftest.py: 18 training examples per task, no stage 1, both classification tasks qualify."""
     counts = {task["name"]: 18 for task in spec["tasks"]}
+    prepared = {"counts": counts, "fingerprints": fingerprints or {}}
     return [
-        ("prepare", StepSummary(step="prepare", ok=True, message="ok", details={"counts": counts})),
+        ("prepare", StepSummary(step="prepare", ok=True, message="ok", details=prepared)),
         ("stage2", StepSummary(step="train", stage="stage2", ok=True, message="ok")),
         ("evaluate", StepSummary(step="evaluate", ok=True, message="ok", details={
             "scores": {"sentiment": 0.9, "intent": 0.8}, "qualified": ["sentiment", "intent"]})),
@@ -66,11 +68,13 @@ def _summaries(spec: dict[str, Any]) -> list[tuple[str, StepSummary]]:
     ]
 
 
-async def finished_training(cluster: Cluster, name: str, spec: dict[str, Any]) -> None:
-    """The Jobs of the spec's revision, succeeded, with the trainer's termination messages.
-    Suspended, so that the test kubelet leaves them alone (Complete wins over suspend)."""
+async def finished_training(cluster: Cluster, name: str, spec: dict[str, Any],
+                            fingerprints: dict | None = None) -> None:
+    """The Jobs of the spec's revision, succeeded, with the trainer's termination messages
+    (prepare's with `fingerprints`). Suspended, so that the test kubelet leaves them alone
+    (Complete wins over suspend)."""
     revision = training_revision(MultiTaskModelSpec.model_validate(spec))
-    for step, summary in _summaries(spec):
+    for step, summary in _summaries(spec, fingerprints):
         job = job_name(name, step, revision)
         await cluster.create({
             "apiVersion": "batch/v1", "kind": "Job",

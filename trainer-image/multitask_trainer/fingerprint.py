@@ -20,9 +20,12 @@ import urllib.request
 from pathlib import Path
 
 from multitask_operator.api.spec import MultiTaskModelSpec
+from multitask_operator.datafiles import fingerprint_changes as changes
 from multitask_operator.datafiles import parse_location
 
 from .errors import TrainerError
+
+__all__ = ["changes", "fingerprint", "task_fingerprints"]
 from .fetch import DOWNLOAD_TIMEOUT_S, hf_file, pvc_path, s3_filesystem
 
 CHUNK = 1 << 20
@@ -104,15 +107,4 @@ def task_fingerprints(spec: MultiTaskModelSpec) -> dict[str, dict[str, str]]:
         if task.data.eval is not None:
             entry["eval"] = fingerprint(task.data.eval, f"task {task.name} data.eval", "eval")
         out[task.name] = entry
-    return out
-
-
-def changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> list[str]:
-    """`task NAME data.SPLIT` for every location whose fingerprint differs."""
-    out = []
-    for task in sorted(set(before) | set(after)):
-        old, new = before.get(task, {}), after.get(task, {})
-        for split in sorted(set(old) | set(new)):
-            if old.get(split) != new.get(split):
-                out.append(f"task {task} data.{split}")
     return out

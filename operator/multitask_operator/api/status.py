@@ -167,6 +167,19 @@ class ServingStatus(StatusModel):
     )
 
 
+class DataStatus(StatusModel):
+    """What identifies each task's data, as last seen (the prepare step, or the data check)."""
+
+    fingerprints: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="{task: {train: ..., eval?: ...}}: sha256:<hex> of a "
+        "file, etag:/modified: of an http(s) or s3 object, hf:<commit> of a Hub dataset.")
+    token: str | None = Field(
+        None, description="Joins the revision hash once a task's data has changed, so that "
+        "new data trains a new revision.")
+    checked_at: str | None = Field(None, description="RFC 3339 time of the last data check.")
+    message: str | None = Field(None, description="What the last data check found.")
+
+
 class MultiTaskModelStatus(StatusModel):
     phase: Phase = Field(Phase.PENDING, description="Where the model is in its lifecycle.")
     message: str | None = Field(None, description="The latest event or failure, for people.")
@@ -184,3 +197,4 @@ class MultiTaskModelStatus(StatusModel):
     task_count: int | None = Field(None, description="Tasks in the spec.")
     qualified_count: int | None = Field(None, description="Tasks that qualified.")
     serving: ServingStatus | None = None
+    data: DataStatus | None = None

@@ -156,6 +156,13 @@ class Training(ApiModel):
     )
     workspace: Workspace = defaulted(Workspace)
     queue_name: str | None = Field(None, description="Kueue LocalQueue for the training Jobs.")
+    data_check_interval_seconds: int = Field(
+        0, ge=0, le=30 * 24 * 3600,
+        description="How often a small Job checks whether any task's data changed in place "
+        "(same location, new content: a file rewritten, an S3 object overwritten, a Hub "
+        "dataset's new commit); a change trains a new revision. 0 (default): only when the "
+        "annotation multitask.ai/check-data is set (any value).",
+    )
     data_secret: str | None = Field(
         None, pattern=DNS1123_SUBDOMAIN, max_length=253,
         description="A Secret of the model's namespace whose keys become environment variables "

@@ -18,7 +18,7 @@ from ..api.common import Runtime
 from ..api.resource import KIND
 from ..api.results import ProgressEvent, parse_progress_line
 from ..api.spec import MultiTaskModelSpec
-from ..reconcile import Observed, training_revision
+from ..reconcile import Observed
 from ..reconcile.cutover import original, taken_over_names
 from ..reconcile.handover import active
 from ..reconcile.observed import (
@@ -32,6 +32,7 @@ from ..reconcile.observed import (
     rank0,
     service_state,
 )
+from ..reconcile.revision import current_revision
 from ..render import naming, runtimes
 from ..render import pod as trainer_pod
 from ..render.meta import MODEL_LABEL
@@ -108,7 +109,7 @@ class Observer:
                 await self._service(obs, service_name)
             return obs
         obs.spec_model = spec
-        revision = training_revision(spec)
+        revision = current_revision(spec, obs.status, obs.annotations)
         c = self.client
         raw_jobs = await self._step_objects(obs, spec)
         obs.jobs = [await self._job(namespace, j) for j in raw_jobs]

@@ -23,7 +23,8 @@ from ..api.status import MultiTaskModelStatus
 from ..config import OperatorConfig, image_refusal
 from ..loader import validation_problems
 from ..render import gateway, jobs, pod, runtimes
-from . import cleanup, cutover, handover, rollout, serving, steps
+from ..render.datacheck import render_data_check
+from . import cleanup, cutover, datacheck, handover, rollout, serving, steps
 from .actions import (
     PROGRESS_INTERVAL_S,
     ROLLOUT_INTERVAL_S,
@@ -38,7 +39,7 @@ from .actions import (
 )
 from .conditions import ordered, set_condition
 from .observed import FAILED, RUNNING, Observed, ServiceState
-from .revision import training_revision
+from .revision import current_revision
 from .table import evaluation, task_rows
 
 RETRY_ANNOTATION = "multitask.ai/retry"
@@ -119,7 +120,7 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
         return d.fail("ImageNotAllowed", refused_image, "Deployed")
     if spec.serving.cutover == Cutover.OFF:
         _give_back(d, "cutover is Off")  # whatever else this reconcile decides
-    revision = training_revision(spec)
+    revision = current_revision(spec, obs.status, obs.annotations)
     d.status["revision"] = revision
     d.status["taskCount"] = len(spec.tasks)
 
@@ -139,6 +140,7 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     d.out.actions += removals
     d.out.events += removal_events
     walk = steps.walk(spec, current)
+    _data(d, spec, revision, walk, config)
     missing = _missing_runtime(obs, spec)
     if missing and not walk.done:
         return d.fail("RuntimeUnavailable", missing, "Trained")
@@ -160,6 +162,25 @@ def reconcile(obs: Observed, config: OperatorConfig) -> Outcome:
     if not walk.done:
         return _run_step(d, spec, revision, walk, config, kept)
     return _serve(d, spec, revision, walk, config)
+
+
+def _data(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Walk,
+          config: OperatorConfig) -> None:
+    """status.data and the data check (reconcile/datacheck.py)."""
+    data = datacheck.decide(d.obs, spec, walk.results.get(steps.PREPARE))
+    if data.data:
+        d.status["data"] = data.data
+    d.out.actions += data.actions
+    d.out.events += data.events
+    if data.check:
+        d.out.actions.append(Create(render_data_check(d.obs.owner, spec, revision, data.check,
+                                                      config)))
+    if data.remove_annotation:
+        d.out.remove_annotations.append(datacheck.CHECK_ANNOTATION)
+    if data.requeue is not None:
+        d.out.requeue(data.requeue)
+    if data.data.get("token") != (d.prev.get("data") or {}).get("token"):
+        d.out.requeue(1.0)  # new data: the next reconcile starts its revision
 
 
 def _missing_runtime(obs: Observed, spec: MultiTaskModelSpec) -> str | None:
@@ -198,7 +219,7 @@ def _tasks(d: _Decision, spec: MultiTaskModelSpec, walk: steps.Walk, deployed: b
     d.status["tasks"] = task_rows(spec, walk.plan, walk.results.get(steps.EVALUATE), cut_over,
                                   deployed, blocked or {}, waiting or set())
     _rollout_rows(d, spec)
-    _, qualified, _ = evaluation(walk.results.get(steps.EVALUATE))
+    _, qualified, _ = evaluation(walk.results.get(steps.EVALUATE), spec)
     if steps.EVALUATE in walk.results:
         d.status["qualifiedCount"] = len(qualified)
 
@@ -293,7 +314,7 @@ def _serve(d: _Decision, spec: MultiTaskModelSpec, revision: str, walk: steps.Wa
            config: OperatorConfig) -> Outcome:
     obs = d.obs
     d.condition("Trained", True, "Trained", f"revision {revision} trained")
-    scores, qualified, _ = evaluation(walk.results.get(steps.EVALUATE))
+    scores, qualified, _ = evaluation(walk.results.get(steps.EVALUATE), spec)
     d.condition("Evaluated", True, "Evaluated",
                 f"{len(qualified)} of {len(scores)} evaluated tasks qualified")
     if not qualified:

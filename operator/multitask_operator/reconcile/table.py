@@ -21,14 +21,28 @@ NONE = "none"  # no service of its own was named and the unified model does not 
 
 
 def evaluation(
-    summary: StepSummary | None,
+    summary: StepSummary | None, spec: MultiTaskModelSpec | None = None,
 ) -> tuple[dict[str, float], list[str], dict[str, float | None]]:
-    """(scores, qualified task names, trained baselines) from the evaluate step's result."""
+    """(scores, qualified task names, trained baselines) from the evaluate step's result. With
+    `spec`, qualification is decided here, by the spec's gate (score >= recipe.qualifyThreshold
+    x baseline, the baseline being baseline.score or the trained one), so that changing the
+    gate takes effect without training or evaluating again; without, it is the trainer's."""
     if summary is None:
         return {}, [], {}
     result = summary.result(EvaluateResult)
     scores = {k: float(v) for k, v in result.scores.items() if v is not None}
-    return scores, list(result.qualified), dict(result.baselines)
+    trained = dict(result.baselines)
+    if spec is None:
+        return scores, list(result.qualified), trained
+    threshold = spec.recipe.qualify_threshold
+    qualified = []
+    for task in spec.tasks:
+        score = scores.get(task.name)
+        baseline = task.baseline.score if task.baseline.score is not None else trained.get(
+            task.name)
+        if score is not None and baseline is not None and score >= threshold * baseline:
+            qualified.append(task.name)
+    return scores, qualified, trained
 
 
 def served_by(spec: MultiTaskModelSpec, name: str, cut_over: set[str], deployed: bool,
@@ -48,7 +62,7 @@ def task_rows(
     blocked: dict[str, str] | None = None,
     waiting: set[str] | None = None,
 ) -> list[dict[str, Any]]:
-    scores, qualified, trained = evaluation(evaluate)
+    scores, qualified, trained = evaluation(evaluate, spec)
     planned = {t.name: t for t in plan.tasks} if plan else {}
     rows = []
     for task in spec.tasks:
