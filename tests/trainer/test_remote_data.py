@@ -95,7 +95,7 @@ def test_an_unreachable_s3_endpoint_is_one_sentence(tmp_path, monkeypatch, s3_en
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     spec = spec_with(tmp_path, "intent", "s3://support-data/intent/train.jsonl")
-    with pytest.raises(TrainerError, match=r"^task intent data.train: cannot read s3://"):
+    with pytest.raises(TrainerError, match=r"^task intent data.train: cannot use s3://"):
         run_prepare(spec, tmp_path / "ws")
 
 

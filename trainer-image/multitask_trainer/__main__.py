@@ -7,6 +7,7 @@
     python -m multitask_trainer evaluate --workspace DIR
     python -m multitask_trainer export   --workspace DIR
     python -m multitask_trainer fingerprint --spec model.yaml   # what identifies each task's data
+    python -m multitask_trainer publish  --workspace DIR --to s3://BUCKET/PREFIX/REV  # for serving
     accelerate launch --num_processes 8 -m multitask_trainer train --workspace DIR --stage stage2
     torchrun --nnodes 2 --nproc-per-node 8 --node-rank R --master-addr HOST --master-port 29500 \
         -m multitask_trainer train --workspace DIR --stage stage2 [--fsdp]
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m multitask_trainer",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("step", choices=["prepare", "train", "evaluate", "export",
-                                         "fingerprint"])
+                                         "fingerprint", "publish"])
     parser.add_argument("--workspace", type=Path,
                         help="the shared workspace (every step but fingerprint)")
     parser.add_argument("--spec", type=Path, help="MultiTaskModel YAML (needed by prepare)")
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="prepare: delete the other revision folders beside the workspace "
                              "(revisions/<rev>) once prepared; the operator's cleanup")
     parser.add_argument("--stage", help="train: stage1, stage2, stage2-GROUP or baseline:TASK")
+    parser.add_argument("--to", metavar="URI",
+                        help="publish: where to copy the export, s3://BUCKET/PREFIX or "
+                             "pvc://CLAIM/PATH")
     parser.add_argument("--log-every", type=int, default=10, help="steps between progress lines")
     parser.add_argument("--micro-batch-tokens", type=int,
                         help="most padded tokens in a micro-batch (default min(batchSize, 16) "
@@ -81,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"{args.step} needs --workspace DIR")
     if args.step == "fingerprint" and args.spec is None:
         parser.error("fingerprint needs --spec FILE")
+    if args.step == "publish" and not args.to:
+        parser.error("publish needs --to URI")
     if args.step == "train" and not args.stage:
         parser.error("train needs --stage (stage1, stage2, stage2-GROUP or baseline:TASK)")
     return args
@@ -102,6 +108,8 @@ def run_step(args: argparse.Namespace) -> StepSummary:
                            message=f"fingerprinted the data of {len(prints)} tasks",
                            details={"fingerprints": prints})
     ws = Workspace(args.workspace)
+    if args.step == "publish":
+        return publish_export(ws, args.to)
     spec = load_spec(ws, args.spec)
     details: dict[str, Any]
     if args.step == "prepare":
@@ -150,6 +158,22 @@ def run_step(args: argparse.Namespace) -> StepSummary:
     details = export(spec, ws, plan)
     return StepSummary(step="export", ok=True, message=f"exported to {ws.export_dir}",
                        details=details)
+
+
+def publish_export(ws: Workspace, uri: str) -> StepSummary:
+    """Copy the finished export to the model storage that serving reads it from."""
+    from multitask_operator.objectstore import StoreError, publish
+
+    if not ws.exported():
+        raise TrainerError(f"{ws.export_dir}: no finished export to publish; run export first")
+    try:
+        done = publish(ws.export_dir, uri, "the Secret named by spec.serving.modelStorage.secret")
+    except StoreError as err:
+        raise TrainerError(str(err)) from None
+    verb = "was already published to" if done["skipped"] else "published to"
+    return StepSummary(step="publish", ok=True,
+                       message=f"the export ({done['files']} files) {verb} {uri}",
+                       details={"to": uri, **done})
 
 
 def _holds_failure(text: str) -> bool:

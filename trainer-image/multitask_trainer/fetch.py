@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from multitask_operator.datafiles import parse_location
+from multitask_operator.objectstore import StoreError, pvc_path, s3
 
 from .errors import TrainerError
 
-PVC_ROOT_ENV = "MTM_PVC_ROOT"
-DEFAULT_PVC_ROOT = "/mnt/pvc"
+DATA_CREDENTIALS = "the Secret named by spec.training.dataSecret"
 DOWNLOAD_TIMEOUT_S = 60
 HF_SPLITS = {"train": "train", "eval": "validation"}
 
@@ -61,11 +61,6 @@ def fetch(value: str, dest: Path, what: str, split: str = "train") -> Path:
     return dest
 
 
-def pvc_path(value: str) -> Path:
-    """Where a pvc://CLAIM/PATH location is mounted in the trainer's pod."""
-    return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / value[len("pvc://"):]
-
-
 def _download_http(url: str, out: Path, what: str) -> None:
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -85,32 +80,12 @@ def _download_s3(url: str, out: Path, what: str) -> None:
 
 @contextmanager
 def s3_filesystem(url: str, what: str) -> Iterator[Any]:
-    """An s3fs filesystem for `url`, its failures turned into one sentence naming `what`.
-    Credentials and region come from the AWS_* environment (spec.training.dataSecret in a
-    cluster); AWS_ENDPOINT_URL points at an S3-compatible store. A fresh client each time:
-    fsspec's instance cache would keep the credentials of an earlier call."""
+    """objectstore.s3 for data: a failure is a TrainerError naming `what`."""
     try:
-        import s3fs
-    except ImportError as err:
-        raise TrainerError(f"{what}: {url} needs the s3fs package, which is not installed "
-                           "(it comes with multitask-operator[trainer])") from err
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    fs = s3fs.S3FileSystem(skip_instance_cache=True,
-                           client_kwargs={"endpoint_url": endpoint} if endpoint else {})
-    try:
-        yield fs
-    except FileNotFoundError:
-        raise TrainerError(f"{what}: {url}: no such object (check the bucket and the key)"
-                           ) from None
-    except PermissionError as err:
-        raise TrainerError(f"{what}: {url}: access denied ({_first_line(err)}); the AWS_* "
-                           "credentials come from the Secret named by spec.training.dataSecret"
-                           ) from None
-    except TrainerError:
-        raise
-    except Exception as err:  # botocore's NoCredentialsError, EndpointConnectionError, ...
-        raise TrainerError(f"{what}: cannot read {url}: {type(err).__name__}: "
-                           f"{_first_line(err)}") from None
+        with s3(url, what, DATA_CREDENTIALS) as fs:
+            yield fs
+    except StoreError as err:
+        raise TrainerError(str(err)) from None
 
 
 def _first_line(err: BaseException) -> str:

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from .common import (
     DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
     ApiModel,
     Cutover,
     Engine,
@@ -103,6 +104,41 @@ class Approval(ApiModel):
         None,
         description="Tasks whose cutover is approved; absent: every qualified task.",
     )
+
+
+PUBLISH_PREFIX = "publish-"
+
+
+class ModelStorage(ApiModel):
+    """Where each revision's model is published for serving, so that inference pods never mount
+    the training workspace (a ReadWriteOnce volume attaches to one node): a `publish-<hash>`
+    step after export copies `revisions/<rev>/export/` to URI/<rev>/, and an init container of
+    every inference pod (`mtm fetch-model`, in the operator's small image) copies it from there
+    into a node-local emptyDir the engine reads, as KServe's storage initializer does."""
+
+    uri: str = Field(
+        pattern=r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?|"
+                r"pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/\S+)$",
+        description="s3://BUCKET[/PREFIX] (S3 or an S3-compatible store), or pvc://CLAIM/PATH "
+        "on a claim every inference node can mount (ReadWriteMany, e.g. NFS, CephFS, EFS).",
+        examples=["s3://models/support-assistant"],
+    )
+    secret: str | None = Field(
+        None, pattern=DNS1123_SUBDOMAIN, max_length=253,
+        description="A Secret whose keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, "
+        "AWS_ENDPOINT_URL, ...) become environment variables of the publish step and of the "
+        "inference pods' init container only.",
+    )
+    cache_size: Quantity = Field(
+        "100Gi", description="Size limit of the emptyDir holding the model in each inference "
+        "pod (node-local disk). Default 100Gi.")
+
+    @property
+    def step(self) -> str:
+        """The publish step's name: a new URI publishes again, a revision's export is reused."""
+        import hashlib
+
+        return PUBLISH_PREFIX + hashlib.sha256(self.uri.rstrip("/").encode()).hexdigest()[:8]
 
 
 class Rollout(ApiModel):
@@ -207,6 +243,10 @@ class Serving(ApiModel):
         ),
     )
     resources: ServingResources = defaulted(ServingResources)
+    model_storage: ModelStorage | None = Field(
+        None, description="Publish each revision's model to object storage or a shared claim "
+        "and copy it into every inference pod, instead of mounting the training workspace "
+        "read-only (which needs a ReadWriteMany workspace, or every replica on its node).")
     placement: Placement = defaulted(
         Placement, "Where the inference pods run (over the operator's MTM_INFERENCE_PLACEMENT).")
     gateway_placement: Placement = defaulted(

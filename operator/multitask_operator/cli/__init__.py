@@ -10,6 +10,7 @@
     mtm operator                run the Kubernetes operator (kopf)
     mtm gateway                 run the per-task gateway in front of TGI or vLLM
     mtm serve-model DIR         a development stand-in for TGI on the CPU
+    mtm fetch-model             copy a published model into a pod (the storage initializer)
 
 Each command lives in its own module; heavy imports (torch, kopf, aiohttp) happen inside the
 command so that `mtm validate` stays fast and works with only the core dependencies.
@@ -35,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("multitask_operator.cli.ablate_cmd", "ablate"),
     "gateway": ("multitask_operator.cli.gateway_cmd", "gateway"),
     "serve-model": ("multitask_operator.cli.serve_model_cmd", "serve_model"),
+    "fetch-model": ("multitask_operator.cli.fetch_model_cmd", "fetch_model"),
 }
 
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ..api.common import Phase
 from ..api.results import PrepareResult, ProgressEvent, StepSummary
+from ..api.serving import PUBLISH_PREFIX
 from ..api.spec import MultiTaskModelSpec
 from ..api.status import Plan
 from ..planner import PlanError, build_plan
@@ -32,7 +33,7 @@ def phase_of(step: str) -> Phase:
         return Phase.TRAINING_STAGE1
     if step == EVALUATE:
         return Phase.EVALUATING
-    if step == EXPORT:
+    if step == EXPORT or step.startswith(PUBLISH_PREFIX):
         return Phase.EXPORTING
     return Phase.TRAINING_STAGE2  # stage2, stage2-GROUP and the single-task baselines after it
 
@@ -99,6 +100,8 @@ def walk(spec: MultiTaskModelSpec, jobs: list[JobState]) -> Walk:
                 result.problem = f"step prepare (Job {job.name}): {err}"
                 return result
             order += [s.name for s in result.plan.stages] + [EVALUATE, EXPORT]
+            if spec.serving.model_storage is not None:  # the export, copied for serving
+                order.append(spec.serving.model_storage.step)
         i += 1
     return result
 
@@ -116,6 +119,8 @@ def overall_progress(walk: Walk, step: str, current: ProgressEvent | None) -> di
     stages = [(s.name, float(s.steps)) for s in walk.plan.stages]
     training = sum(weight for _, weight in stages) or 1.0
     weights = stages + [(EVALUATE, training * SCORING_SHARE), (EXPORT, training * SCORING_SHARE)]
+    if step.startswith(PUBLISH_PREFIX):
+        weights.append((step, training * SCORING_SHARE))
     total = sum(weight for _, weight in weights)
     names = [name for name, _ in weights]
     index = names.index(step) if step in names else 0

@@ -18,12 +18,14 @@ from typing import Any
 import yaml
 
 from ..api.resource import API_VERSION, KIND
+from ..api.serving import PUBLISH_PREFIX
 from ..api.spec import MultiTaskModelSpec
 from ..config import OperatorConfig
 from . import naming
 from .meta import REVISION_ANNOTATION, Owner, object_meta
 from .pod import (
     CONTAINER,
+    PVC_ROOT,
     SPEC_KEY,
     SPEC_MOUNT,
     WORKSPACE_MOUNT,
@@ -66,6 +68,11 @@ def job_name(name: str, step: str, revision: str, limit: int = MAX_NAME) -> str:
     return f"{name[:limit - len(digest) - 1].rstrip('-')}-{digest}"
 
 
+def single_pod(step: str) -> bool:
+    """Steps that never run multi-node: no training in them."""
+    return step in SINGLE_POD_STEPS or step.startswith(PUBLISH_PREFIX)
+
+
 def trainer_args(step: str, revision: str) -> list[str]:
     """The trainer's command line for `step`: prepare, evaluate, export or a plan stage name."""
     workspace = f"{WORKSPACE_MOUNT}/{naming.revision_dir(revision)}"
@@ -80,13 +87,17 @@ def training_args(spec: MultiTaskModelSpec, step: str, revision: str,
                   keep: Sequence[str] = ()) -> list[str]:
     """`trainer_args` plus what the spec adds: --cpu without GPUs, --fsdp for sharded training;
     prepare gets the revisions whose workspace folders stay (`keep`, reconcile/cleanup.py)."""
+    storage = spec.serving.model_storage
+    if step.startswith(PUBLISH_PREFIX) and storage is not None:
+        return ["publish", "--workspace", f"{WORKSPACE_MOUNT}/{naming.revision_dir(revision)}",
+                "--to", f"{storage.uri.rstrip('/')}/{revision}"]
     args = trainer_args(step, revision)
     flags = []
     if step == "prepare" and keep:
         flags += ["--keep-revisions", ",".join(keep)]
     if not step_gpus(spec, step):
         flags.append("--cpu")
-    if spec.training.fsdp and step not in SINGLE_POD_STEPS:
+    if spec.training.fsdp and not single_pod(step):
         flags.append("--fsdp")
     # Flags go before prepare's --spec FILE, which stays the last pair of its command line.
     at = args.index("--spec") if "--spec" in args else len(args)
@@ -133,21 +144,44 @@ def render_job(
     name = owner.name
     gpus = spec.training.resources.gpus
     command = ["python", "-m", "multitask_trainer", *training_args(spec, step, revision, keep)]
-    if gpus > 1 and step not in SINGLE_POD_STEPS:
+    if gpus > 1 and not single_pod(step):
         command[:3] = [*LAUNCHER, "--standalone", f"--nproc-per-node={gpus}",
                        "-m", "multitask_trainer"]
     container = trainer_container(spec, config, command, name, revision, step=step)
+    pod = pod_spec(name, spec, revision, [container])
+    if step.startswith(PUBLISH_PREFIX):
+        publish_access(spec, container, pod)
     meta = step_meta(owner, job_name(name, step, revision), step, revision)
     job_spec: dict[str, Any] = {
         "backoffLimit": BACKOFF_LIMIT,
         "podFailurePolicy": pod_failure_policy(),
         "template": {
             "metadata": {"labels": {**meta["labels"]}, "annotations": {STEP_ANNOTATION: step}},
-            "spec": pod_spec(name, spec, revision, [container]),
+            "spec": pod,
         },
     }
     queue(meta, job_spec, spec)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+def publish_access(spec: MultiTaskModelSpec, container: dict[str, Any],
+                   pod: dict[str, Any]) -> None:
+    """What the publish step needs to write the model storage: its Secret, and its claim
+    mounted read-write (replacing a read-only mount of the same claim for data)."""
+    storage = spec.serving.model_storage
+    assert storage is not None
+    if storage.secret:
+        container["envFrom"] = [{"secretRef": {"name": storage.secret}}]
+    if storage.uri.startswith("pvc://"):
+        claim = storage.uri[len("pvc://"):].split("/", 1)[0]
+        path = f"{PVC_ROOT}/{claim}"
+        stale = {m["name"] for m in container["volumeMounts"] if m["mountPath"] == path}
+        container["volumeMounts"] = [m for m in container["volumeMounts"]
+                                     if m["name"] not in stale]
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in stale]
+        container["volumeMounts"].append({"name": "model-storage", "mountPath": path})
+        pod["volumes"].append({"name": "model-storage",
+                               "persistentVolumeClaim": {"claimName": claim}})
 
 
 def queue(meta: dict[str, Any], object_spec: dict[str, Any], spec: MultiTaskModelSpec) -> None:

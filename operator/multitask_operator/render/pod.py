@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.serving import PUBLISH_PREFIX
 from ..api.spec import MultiTaskModelSpec
 from ..api.training import STEP_GPU_DEFAULTS
 from ..config import OperatorConfig
@@ -54,9 +55,15 @@ def data_claims(spec: MultiTaskModelSpec) -> list[str]:
     return sorted(claims)
 
 
+def _resource_step(step: str | None) -> str:
+    """The stepResources entry of a step: the publish step copies the export, and runs as it."""
+    return "export" if (step or "").startswith(PUBLISH_PREFIX) else (step or "")
+
+
 def step_gpus(spec: MultiTaskModelSpec, step: str | None) -> int:
     """GPUs of a step's pod: training.resources' for a training stage, stepResources (with
     no GPU by default for prepare and export) for the others."""
+    step = _resource_step(step)
     own = getattr(spec.training.step_resources, step or "", None)
     if own is not None and own.gpus is not None:
         return int(own.gpus)
@@ -65,7 +72,7 @@ def step_gpus(spec: MultiTaskModelSpec, step: str | None) -> int:
 
 def _resources(spec: MultiTaskModelSpec, step: str | None = None) -> dict[str, Any]:
     wanted = spec.training.resources
-    own = getattr(spec.training.step_resources, step or "", None)
+    own = getattr(spec.training.step_resources, _resource_step(step), None)
     memory = (own.memory if own is not None else None) or wanted.memory
     cpu = (own.cpu if own is not None else None) or wanted.cpu
     gpus = step_gpus(spec, step)

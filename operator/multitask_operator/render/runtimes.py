@@ -61,7 +61,7 @@ MANAGER = "multitask.ai/operator"  # our entry in a TrainJob's runtimePatches
 
 def distributed(spec: MultiTaskModelSpec, step: str) -> bool:
     """Whether `step` runs on a multi-node runtime (training stages with a runtime not `job`)."""
-    return spec.training.runtime != Runtime.JOB and step not in jobs.SINGLE_POD_STEPS
+    return spec.training.runtime != Runtime.JOB and not jobs.single_pod(step)
 
 
 def step_kind(spec: MultiTaskModelSpec, step: str) -> tuple[str, str]:

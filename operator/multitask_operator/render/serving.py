@@ -3,10 +3,12 @@
     from multitask_operator.render import serving
     objs = [serving.render_inference_deployment(...), serving.render_inference_service(...)]
 
-Pure: spec in, plain dicts out. The model is read from the workspace PVC, mounted read-only at
-/workspace: `revisions/<rev>/export/` holds a merged model, or `base/` plus `adapters/<group>/`
-when recipe.keep is all-as-adapters (one LoRA adapter per task group, picked per request by the
-gateway).
+Pure: spec in, plain dicts out. The model is `revisions/<rev>/export/`: a merged model, or
+`base/` plus `adapters/<group>/` when recipe.keep is all-as-adapters (one LoRA adapter per task
+group, picked per request by the gateway). It is read from the workspace PVC mounted read-only
+at /workspace, or, with spec.serving.modelStorage, from a node-local emptyDir at /mnt/models that
+an init container (`mtm fetch-model`, the storage initializer) fills from where the publish step
+copied the export: then no inference pod mounts the training workspace.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from .scaling import topology_spread
 from .tasks import RoutedTask, adapter_groups
 
 COMPONENT = "inference"
+MODELS_MOUNT = "/mnt/models"
+PVC_ROOT = "/mnt/pvc"
 PORT = 8080  # above 1024, so that the engine can bind it without root
 WORKSPACE_MOUNT = "/workspace"
 SHM_SIZE = "1Gi"  # NCCL and the engines' shared-memory queues; Docker's 64Mi default is too small
@@ -51,9 +55,12 @@ def token_limits(spec: MultiTaskModelSpec) -> tuple[int, int]:
     return max_input, max_total
 
 
-def model_paths(revision: str, groups: list[str]) -> tuple[str, dict[str, str]]:
-    """Path of the model the engine loads and of each adapter, inside the container."""
-    export = f"{WORKSPACE_MOUNT}/{naming.export_dir(revision)}"
+def model_paths(revision: str, groups: list[str],
+                fetched: bool = False) -> tuple[str, dict[str, str]]:
+    """Path of the model the engine loads and of each adapter, inside the container (`fetched`:
+    from the storage initializer's emptyDir)."""
+    export = f"{MODELS_MOUNT}/model" if fetched else (
+        f"{WORKSPACE_MOUNT}/{naming.export_dir(revision)}")
     if not groups:
         return export, {}
     return f"{export}/base", {g: f"{export}/adapters/{g}" for g in groups}
@@ -135,7 +142,8 @@ def render_inference_deployment(
     """The Deployment running TGI or vLLM on the export of `revision`."""
     name = owner.name
     groups = adapter_groups(spec, tasks)
-    model, adapters = model_paths(revision, groups)
+    storage = spec.serving.model_storage
+    model, adapters = model_paths(revision, groups, fetched=storage is not None)
     if spec.serving.engine == Engine.VLLM:
         image = spec.serving.image or config.vllm_image
         container = _vllm_container(name, spec, model, adapters, image)
@@ -151,6 +159,7 @@ def render_inference_deployment(
         livenessProbe=http_probe("/health", period=30, failures=3, timeout=10),
         resources=_resources(spec),
         volumeMounts=[
+            {"name": "model", "mountPath": MODELS_MOUNT, "readOnly": True} if storage else
             {"name": "workspace", "mountPath": WORKSPACE_MOUNT, "readOnly": True},
             {"name": "shm", "mountPath": "/dev/shm"},
             {"name": "data", "mountPath": "/data"},
@@ -169,7 +178,7 @@ def render_inference_deployment(
         "containers": [container],
         "terminationGracePeriodSeconds": 60,  # lets in-flight generations finish
         "volumes": [
-            {
+            {"name": "model", "emptyDir": {"sizeLimit": storage.cache_size}} if storage else {
                 "name": "workspace",
                 "persistentVolumeClaim": {
                     "claimName": naming.workspace_claim(name, spec),
@@ -181,12 +190,45 @@ def render_inference_deployment(
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    if storage is not None:
+        _storage_initializer(spec, revision, pod_spec, config)
     # Both engines serve Prometheus metrics on their HTTP port; the queue gauge among them is
     # what the HPA of serving.autoscaling scales on, and that HPA owns the count when it is set.
     pod_annotations = {REVISION_ANNOTATION: revision, **scrape_annotations(PORT)}
     replicas = spec.serving.replicas if spec.serving.autoscaling is None else None
     return rolling_deployment(naming.inference_name(name), owner, COMPONENT,
                               revision, pod_annotations, pod_spec, replicas)
+
+
+def _storage_initializer(spec: MultiTaskModelSpec, revision: str, pod_spec: dict[str, Any],
+                         config: OperatorConfig) -> None:
+    """The init container that copies the published model of `revision` into the pod's
+    emptyDir (spec.serving.modelStorage), in the operator's image (small, no CUDA)."""
+    storage = spec.serving.model_storage
+    assert storage is not None
+    mounts: list[dict[str, Any]] = [{"name": "model", "mountPath": MODELS_MOUNT},
+                                    {"name": "tmp", "mountPath": "/tmp"}]
+    if storage.uri.startswith("pvc://"):
+        claim = storage.uri[len("pvc://"):].split("/", 1)[0]
+        mounts.append({"name": "model-storage", "mountPath": f"{PVC_ROOT}/{claim}",
+                       "readOnly": True})
+        pod_spec["volumes"].append({"name": "model-storage", "persistentVolumeClaim": {
+            "claimName": claim, "readOnly": True}})
+    container: dict[str, Any] = {
+        "name": "storage-initializer",
+        "image": config.gateway_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["mtm", "fetch-model", "--from", f"{storage.uri.rstrip('/')}/{revision}",
+                    "--to", f"{MODELS_MOUNT}/model"],
+        "env": [{"name": "MTM_PVC_ROOT", "value": PVC_ROOT}, {"name": "HOME", "value": "/tmp"}],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                      "limits": {"memory": "2Gi"}},
+        "volumeMounts": mounts,
+        "securityContext": RESTRICTED_CONTAINER,
+    }
+    if storage.secret:
+        container["envFrom"] = [{"secretRef": {"name": storage.secret}}]
+    pod_spec["initContainers"] = [container]
 
 
 def placement(own: Placement, default: dict[str, Any]) -> dict[str, Any]:
