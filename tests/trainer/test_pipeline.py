@@ -85,6 +85,12 @@ def test_classification_ends_clearly_above_the_majority_class(pipeline):
     # baseline.score is 0.5 for every task in the spec: sentiment is learned well past it.
     assert results.task("sentiment").qualified and results.task("sentiment").ratio > 1.5
     assert reports["evaluate"].details["scores"]["sentiment"] == results.task("sentiment").score
+    # The gate's noise figures: an interval around the score, the majority-class score.
+    sentiment = results.task("sentiment")
+    low, high = sentiment.score_interval
+    assert low <= sentiment.score <= high and sentiment.majority is not None
+    assert reports["evaluate"].details["intervals"]["sentiment"]["scoreInterval"] == [low, high]
+    assert echo.majority is None and echo.score_interval is not None
 
 
 def test_export_loads_back_and_answers_in_the_training_format(pipeline):

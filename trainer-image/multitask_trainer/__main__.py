@@ -152,12 +152,22 @@ def run_step(args: argparse.Namespace) -> StepSummary:
                            details=EvaluateResult(
                                scores=scores, qualified=qualified,
                                baselines={t.name: t.baseline for t in results.tasks
-                                          if t.baseline_source == "trained"}).to_details())
+                                          if t.baseline_source == "trained"},
+                               intervals={t.name: _intervals(t) for t in results.tasks
+                                          if t.score_interval or t.majority is not None},
+                           ).to_details())
     from .export import export
 
     details = export(spec, ws, plan)
     return StepSummary(step="export", ok=True, message=f"exported to {ws.export_dir}",
                        details=details)
+
+
+def _intervals(task: Any) -> dict[str, Any]:
+    """A task's confidence figures, camelCase, for the operator's status."""
+    out = {"scoreInterval": task.score_interval, "baselineInterval": task.baseline_interval,
+           "majority": task.majority}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def publish_export(ws: Workspace, uri: str) -> StepSummary:

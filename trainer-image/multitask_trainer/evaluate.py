@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from multitask_operator.api import MultiTaskModelSpec, Plan
 from multitask_operator.api.results import EvalResults, TaskResult
 from multitask_operator.workspace import Workspace, publish
 
 from . import metrics
+from .confidence import interval, majority
 from .encoding import PromptEncoder
 from .errors import TrainerError
 from .modelio import load_stage
@@ -90,8 +93,17 @@ def generate(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[s
     return answers
 
 
+@dataclass
+class Scored:
+    """A task's metrics on its eval split, with the answers they were computed from."""
+
+    metrics: dict[str, float]
+    predicted: list[str]
+    gold: list[str]
+
+
 def score_task(model, encoder: PromptEncoder, spec: MultiTaskModelSpec, task: str,
-               labels: Sequence[str] | None, rows: list[dict[str, str]]) -> dict[str, float]:
+               labels: Sequence[str] | None, rows: list[dict[str, str]]) -> Scored:
     definition = spec.task(task)
     inputs = [r["input"] for r in rows]
     gold = [r["output"] for r in rows]
@@ -105,7 +117,25 @@ def score_task(model, encoder: PromptEncoder, spec: MultiTaskModelSpec, task: st
         longest = max(len(t) for t in encoder.targets(gold))
         room = min(longest + 8, encoder.max_length // 2)
         predicted = generate(model, encoder, definition.instruction, inputs, room)
-    return metrics.compute(str(definition.type), predicted, gold)
+    return Scored(metrics.compute(str(definition.type), predicted, gold), predicted, gold)
+
+
+def _confidence(spec: MultiTaskModelSpec, ws: Workspace, task: str, metric: str,
+                unified: Scored | None, baseline: Scored | None) -> dict[str, Any]:
+    """The score's and the trained baseline's 95% intervals (same resamples) and, for a
+    classification task, the majority-class score."""
+    out: dict[str, Any] = {}
+    seed = spec.training.seed
+    if unified is not None:
+        out["score_interval"] = list(interval(metric, unified.predicted, unified.gold, seed,
+                                              task))
+    if baseline is not None:
+        out["baseline_interval"] = list(interval(metric, baseline.predicted, baseline.gold,
+                                                 seed, task))
+    if spec.task(task).type == "classification" and unified is not None:
+        train = [r["output"] for r in read_split(ws, task, "train")]
+        out["majority"] = majority(metric, train, unified.gold)
+    return out
 
 
 def _load(spec: MultiTaskModelSpec, ws: Workspace, stage: str, device: str):
@@ -132,22 +162,24 @@ def evaluate(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, cpu: bool = Fa
         if stage.kind != "baseline":
             stage_of.update({t: stage.name for t in stage.tasks})  # later stages win
 
-    def run(stage: str, tasks: list[str]) -> dict[str, dict[str, float]]:
+    def run(stage: str, tasks: list[str]) -> dict[str, Scored]:
         model = _load(spec, ws, stage, device)
         tokenizer = AutoTokenizer.from_pretrained(ws.final_dir(stage))
         encoder = PromptEncoder(tokenizer, spec.training.max_seq_length)
         return {t: score_task(model, encoder, spec, t, manifest[t]["labels"],
                               read_split(ws, t, "eval")) for t in tasks}
 
-    scores: dict[str, dict[str, float]] = {}
+    scored: dict[str, Scored] = {}
     for stage_name in dict.fromkeys(stage_of.values()):
-        scores.update(run(stage_name, [t for t, s in stage_of.items() if s == stage_name]))
-    trained_baselines: dict[str, float] = {}
+        scored.update(run(stage_name, [t for t, s in stage_of.items() if s == stage_name]))
+    scores = {t: s.metrics for t, s in scored.items()}
+    baseline_runs: dict[str, Scored] = {}
     for stage in plan.stages:
         if stage.kind == "baseline":
             only = stage.tasks[0]
-            trained_baselines[only] = run(stage.name, [only])[only][
-                spec.task(only).effective_metric]
+            baseline_runs[only] = run(stage.name, [only])[only]
+    trained_baselines = {t: s.metrics[spec.task(t).effective_metric]
+                         for t, s in baseline_runs.items()}
 
     threshold = spec.recipe.qualify_threshold
     results = []
@@ -176,6 +208,8 @@ def evaluate(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, cpu: bool = Fa
             ratio=score / baseline if score is not None and baseline else None,
             qualified=qualified, examples=manifest[task.name]["eval"],
             stage=stage_of.get(task.name), reason=reason,
+            **_confidence(spec, ws, task.name, metric, scored.get(task.name),
+                          baseline_runs.get(task.name) if source == "trained" else None),
         ))
     outcome = EvalResults(qualify_threshold=threshold, tasks=results)
     with publish(ws.eval_dir, {"qualified": outcome.qualified}) as scratch:

@@ -121,6 +121,9 @@ class EvaluateResult(StepResult):
     qualified: list[str] = Field(default_factory=list)
     baselines: dict[str, float | None] = Field(
         default_factory=dict, description="Trained single-task baselines, by task.")
+    intervals: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="By task: scoreInterval, baselineInterval (95% "
+        "bootstrap) and majority (classification), as in TaskResult.")
 
 
 class ExportResult(StepResult):
@@ -163,6 +166,13 @@ class TaskResult(StatusModel):
         description="spec (baseline.score), trained (a single-task baseline run) or none."
     )
     ratio: float | None = Field(None, description="score / baseline.")
+    score_interval: list[float] | None = Field(
+        None, description="95% bootstrap interval of the score over the eval examples.")
+    baseline_interval: list[float] | None = Field(
+        None, description="The same for a trained baseline, on the same resamples.")
+    majority: float | None = Field(
+        None, description="Classification: the score of always answering the most frequent "
+        "training label.")
     qualified: bool
     examples: int = Field(ge=0, description="Evaluation examples scored.")
     stage: str | None = Field(None, description="The stage whose model was evaluated.")

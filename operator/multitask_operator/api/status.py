@@ -127,6 +127,16 @@ class TaskStatus(StatusModel):
     baseline: float | None = Field(None, description="The single-task score it is compared with.")
     qualified: bool | None = Field(
         None, description="score >= recipe.qualifyThreshold x baseline.")
+    score_interval: list[float] | None = Field(
+        None, description="95% bootstrap interval of the score over the eval examples.")
+    baseline_interval: list[float] | None = Field(
+        None, description="95% bootstrap interval of a trained baseline, same resamples.")
+    majority: float | None = Field(
+        None, description="Classification: the score of always answering the most frequent "
+        "training label.")
+    baseline_not_above_majority: bool | None = Field(
+        None, description="True when the baseline does not beat the majority class: comparing "
+        "the score with it then says nothing.")
     served_by: str | None = Field(None, description="unified, its own service, or none yet.")
     awaiting_approval: bool | None = Field(
         None, description="True while the task's cutover waits for an approval of the revision "

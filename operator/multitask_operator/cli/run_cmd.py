@@ -19,18 +19,21 @@ def _final_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from ..local.report import qualified_cell
+    from ..local.report import qualified_cell, with_interval
 
     table = Table(title="result", title_justify="left")
-    for column in ("task", "included", "metric", "score", "baseline", "ratio", "qualified"):
+    for column in ("task", "included", "metric", "score [95% CI]", "baseline [95% CI]",
+                   "majority", "ratio", "qualified"):
         table.add_column(column)
 
     def fmt(value):
         return "-" if value is None else f"{value:.3f}"
 
     for t in report["tasks"]:
-        table.add_row(t["name"], "yes" if t["included"] else "no", t["metric"], fmt(t["score"]),
-                      fmt(t["baseline"]), fmt(t["ratio"]), qualified_cell(t))
+        table.add_row(t["name"], "yes" if t["included"] else "no", t["metric"],
+                      with_interval(t["score"], t.get("scoreInterval")),
+                      with_interval(t["baseline"], t.get("baselineInterval")),
+                      fmt(t.get("majority")), fmt(t["ratio"]), qualified_cell(t))
     console = Console()
     console.print(table)
     s = report["serving"]

@@ -52,7 +52,11 @@ def results_json(facts: RunFacts) -> dict[str, Any]:
             "highResource": plan_task.high_resource, "examples": plan_task.examples,
             "metric": result.metric, "score": result.score, "baseline": result.baseline,
             "baselineSource": result.baseline_source, "ratio": result.ratio,
-            "qualified": result.qualified,
+            "qualified": result.qualified, "scoreInterval": result.score_interval,
+            "baselineInterval": result.baseline_interval, "majority": result.majority,
+            "baselineNotAboveMajority": (result.majority is not None
+                                         and result.baseline is not None
+                                         and result.baseline <= result.majority),
         })
     training = []
     for stage in facts.plan.stages:
@@ -83,10 +87,21 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def qualified_cell(task: dict[str, Any]) -> str:
-    """yes / no, and "yes (baseline 0)" when the baseline scored 0: then any score qualifies."""
-    if not task["qualified"]:
-        return "no"
-    return "yes (baseline 0)" if task["baseline"] == 0 else "yes"
+    """yes / no, with why the comparison says little: a baseline of 0 (any score qualifies), or
+    a baseline that does not beat the majority class."""
+    word = "yes" if task["qualified"] else "no"
+    if task["qualified"] and task["baseline"] == 0:
+        return "yes (baseline 0)"
+    if task.get("baselineNotAboveMajority"):
+        return f"{word} (baseline <= majority)"
+    return word
+
+
+def with_interval(value: float | None, interval: list[float] | None) -> str:
+    """`0.850 [0.801, 0.897]`: a score and its 95% bootstrap interval."""
+    text = _fmt(value)
+    return f"{text} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval and value is not None \
+        else text
 
 
 def markdown(data: dict[str, Any], plots: list[str]) -> str:
@@ -97,14 +112,23 @@ def markdown(data: dict[str, Any], plots: list[str]) -> str:
         f"(score >= {data['qualifyThreshold']} x baseline). Serving GPUs: "
         f"{serving['gpusBefore']} before, {serving['gpusAfter']} after "
         f"({serving['costSaving']} saved).", "",
-        "| task | type | included | metric | score | baseline | ratio | qualified |",
-        "|---|---|---|---|---|---|---|---|",
+        "| task | type | included | metric | score [95% CI] | baseline [95% CI] | majority "
+        "| ratio | qualified |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in data["tasks"]:
         lines.append(
             f"| {t['name']} | {t['type']} | {'yes' if t['included'] else 'no'} | {t['metric']} | "
-            f"{_fmt(t['score'])} | {_fmt(t['baseline'])} ({t['baselineSource']}) | "
-            f"{_fmt(t['ratio'])} | {qualified_cell(t)} |")
+            f"{with_interval(t['score'], t.get('scoreInterval'))} | "
+            f"{with_interval(t['baseline'], t.get('baselineInterval'))} ({t['baselineSource']}) "
+            f"| {_fmt(t.get('majority'))} | {_fmt(t['ratio'])} | {qualified_cell(t)} |")
+    lines += ["", "Intervals: 95% bootstrap over the eval examples (the same resamples for the "
+                  "score and a trained baseline). Majority: the score of always answering the "
+                  "most frequent training label."]
+    if any(t.get("baselineNotAboveMajority") for t in data["tasks"]):
+        lines += ["", "A baseline no better than the majority class (\"baseline <= majority\") "
+                      "makes the comparison meaningless: the single-task model learned nothing "
+                      "the class frequencies do not give; train it longer or check its data."]
     if any(t["qualified"] and t["baseline"] == 0 for t in data["tasks"]):
         lines += ["", "A baseline of 0 qualifies any score: a task marked \"baseline 0\" is no "
                       "worse on the unified model, which says nothing about how good either is; "

@@ -53,6 +53,17 @@ def served_by(spec: MultiTaskModelSpec, name: str, cut_over: set[str], deployed:
     return OWN_SERVICE if task.service else NONE
 
 
+def _confidence(evaluate: StepSummary, task: str, baseline: float | None) -> dict[str, Any]:
+    """The evaluation's intervals and majority score of a task, and the flag for a baseline
+    that does not beat the majority class."""
+    found = evaluate.result(EvaluateResult).intervals.get(task) or {}
+    out: dict[str, Any] = {k: found[k] for k in ("scoreInterval", "baselineInterval", "majority")
+                           if k in found}
+    if "majority" in out and baseline is not None and baseline <= out["majority"]:
+        out["baselineNotAboveMajority"] = True
+    return out
+
+
 def task_rows(
     spec: MultiTaskModelSpec,
     plan: Plan | None,
@@ -79,6 +90,7 @@ def task_rows(
             if task.name in scores:
                 row["score"] = round(scores[task.name], 4)
             row["qualified"] = task.name in qualified
+            row.update(_confidence(evaluate, task.name, baseline))
         row["servedBy"] = served_by(spec, task.name, cut_over, deployed, qualified)
         if blocked and task.name in blocked:
             row["cutoverBlocked"] = blocked[task.name]

@@ -1,0 +1,68 @@
+"""How sure a score is: a 95% bootstrap interval over the eval examples, and the score of always
+answering the majority class (what a classifier must beat to mean anything).
+
+Resampling draws the eval examples with replacement, RESAMPLES times, with a seed from the
+training seed and the task, so the interval is reproducible and the score's and the baseline's
+intervals are taken on the same resamples of the same examples. Metrics that are a mean over
+examples (accuracy, exact match, ROUGE-L) resample their per-example values; chrF, a corpus
+statistic, is resampled as the mean of sentence chrF (close to the corpus value, and the usual
+bootstrap for it); macro-F1 is recomputed on every resample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+
+from . import metrics
+
+RESAMPLES = 1000
+
+
+def _seed(seed: int, task: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{task}".encode()).digest()[:8], "little")
+
+
+def per_example(metric: str, predicted: Sequence[str], gold: Sequence[str]) -> list[float]:
+    """Each example's value of a metric that is a mean over examples."""
+    if metric in ("accuracy",):
+        return [float(p == g) for p, g in zip(predicted, gold, strict=True)]
+    if metric == "exact_match":
+        return [float(p.strip() == g.strip()) for p, g in zip(predicted, gold, strict=True)]
+    if metric == "rouge_l":
+        return [metrics.rouge_l([p], [g]) for p, g in zip(predicted, gold, strict=True)]
+    if metric == "chrf":
+        from sacrebleu.metrics import CHRF
+
+        chrf = CHRF()
+        return [chrf.sentence_score(p, [g]).score / 100.0
+                for p, g in zip(predicted, gold, strict=True)]
+    raise ValueError(f"{metric} is not a mean over examples")
+
+
+def interval(metric: str, predicted: Sequence[str], gold: Sequence[str], seed: int,
+             task: str) -> tuple[float, float]:
+    """The 95% bootstrap interval (2.5th and 97.5th percentiles) of `metric`."""
+    import numpy as np
+
+    n = len(gold)
+    if n == 0:
+        return 0.0, 0.0
+    draws = np.random.default_rng(_seed(seed, task)).integers(0, n, size=(RESAMPLES, n))
+    if metric == "macro_f1":
+        values = np.array([metrics.macro_f1([predicted[i] for i in row], [gold[i] for i in row])
+                           for row in draws])
+    else:
+        values = np.asarray(per_example(metric, predicted, gold))[draws].mean(axis=1)
+    low, high = np.percentile(values, [2.5, 97.5])
+    return round(float(low), 4), round(float(high), 4)
+
+
+def majority(metric: str, train_outputs: Sequence[str], gold: Sequence[str]) -> float:
+    """The score of answering the most frequent training label every time (ties: the first
+    in sorted order)."""
+    counts = Counter(train_outputs)
+    label = min(counts, key=lambda x: (-counts[x], x))
+    predicted = [label] * len(gold)
+    return round(metrics.compute("classification", predicted, gold)[metric], 4)
