@@ -58,3 +58,41 @@ def test_a_baseline_no_better_than_the_majority_is_flagged_in_status():
     assert rows["intent"]["baselineNotAboveMajority"] is True  # baseline.score 0.8 <= 0.8
     assert rows["intent"]["scoreInterval"] == [0.8, 0.9]
     assert "baselineNotAboveMajority" not in rows["topic"] and rows["topic"]["majority"] == 0.5
+
+
+def test_the_paired_margin_of_non_inferiority():
+    from multitask_trainer.confidence import paired_margin
+
+    gold = ["a", "b"] * 100
+    same = ["a", "b"] * 80 + ["b", "a"] * 20  # 80% right
+    assert paired_margin("accuracy", same, same, gold, 1.0, 0, "t") == 0.0  # identical: 0
+    assert paired_margin("accuracy", same, same, gold, 0.9, 0, "t") > 0  # 0.1 x 0.8, less noise
+    worse = ["a", "b"] * 60 + ["b", "a"] * 40  # 60% right
+    assert paired_margin("accuracy", worse, same, gold, 0.95, 0, "t") < 0
+    # Equal point scores, different examples right: the pairing sees the noise, so a threshold
+    # of 1 does not qualify what the point rule would.
+    other = ["b", "a"] * 20 + ["a", "b"] * 80
+    assert paired_margin("accuracy", other, same, gold, 1.0, 0, "t") < 0
+
+
+def test_non_inferiority_in_the_operator_and_the_revision():
+    from multitask_operator.reconcile import training_revision
+    from multitask_operator.reconcile.table import evaluation
+
+    raw = f.spec(recipe={"qualifyRule": "nonInferiority"})
+    spec = MultiTaskModelSpec.model_validate(raw)
+    evaluate = StepSummary(step="evaluate", ok=True, message="", details={
+        "scores": {"intent": 0.85, "topic": 0.95}, "qualified": ["intent", "topic"],
+        "intervals": {"intent": {"scoreInterval": [0.81, 0.89]},  # 0.81 >= 0.99 x 0.8
+                      "topic": {"scoreInterval": [0.85, 0.99]}}})  # 0.85 < 0.99 x 0.9
+    assert evaluation(evaluate, spec)[1] == ["intent"]
+    rows = {r["name"]: r for r in task_rows(spec, None, evaluate, set(), False)}
+    assert rows["intent"]["margin"] == round(0.81 - 0.99 * 0.8, 4)
+    # The threshold is part of what evaluate decides under non-inferiority, not under point.
+    stricter = f.spec(recipe={"qualifyRule": "nonInferiority", "qualifyThreshold": 0.9})
+    assert training_revision(MultiTaskModelSpec.model_validate(stricter)) != (
+        training_revision(spec))
+    point = MultiTaskModelSpec.model_validate(f.spec())
+    assert training_revision(point) != training_revision(spec)
+    assert training_revision(MultiTaskModelSpec.model_validate(
+        f.spec(recipe={"qualifyThreshold": 0.9}))) == training_revision(point)

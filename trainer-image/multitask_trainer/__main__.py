@@ -166,7 +166,7 @@ def run_step(args: argparse.Namespace) -> StepSummary:
 def _intervals(task: Any) -> dict[str, Any]:
     """A task's confidence figures, camelCase, for the operator's status."""
     out = {"scoreInterval": task.score_interval, "baselineInterval": task.baseline_interval,
-           "majority": task.majority}
+           "majority": task.majority, "margin": task.margin}
     return {k: v for k, v in out.items() if v is not None}
 
 

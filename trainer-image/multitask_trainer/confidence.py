@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from . import metrics
 
@@ -41,22 +42,46 @@ def per_example(metric: str, predicted: Sequence[str], gold: Sequence[str]) -> l
     raise ValueError(f"{metric} is not a mean over examples")
 
 
+def _draws(n: int, seed: int, task: str) -> Any:
+    import numpy as np
+
+    return np.random.default_rng(_seed(seed, task)).integers(0, n, size=(RESAMPLES, n))
+
+
+def _resampled(metric: str, predicted: Sequence[str], gold: Sequence[str], draws: Any) -> Any:
+    """The metric on every resample (one row of `draws` each)."""
+    import numpy as np
+
+    if metric == "macro_f1":
+        return np.array([metrics.macro_f1([predicted[i] for i in row], [gold[i] for i in row])
+                         for row in draws])
+    return np.asarray(per_example(metric, predicted, gold))[draws].mean(axis=1)
+
+
 def interval(metric: str, predicted: Sequence[str], gold: Sequence[str], seed: int,
              task: str) -> tuple[float, float]:
     """The 95% bootstrap interval (2.5th and 97.5th percentiles) of `metric`."""
     import numpy as np
 
-    n = len(gold)
-    if n == 0:
+    if not gold:
         return 0.0, 0.0
-    draws = np.random.default_rng(_seed(seed, task)).integers(0, n, size=(RESAMPLES, n))
-    if metric == "macro_f1":
-        values = np.array([metrics.macro_f1([predicted[i] for i in row], [gold[i] for i in row])
-                           for row in draws])
-    else:
-        values = np.asarray(per_example(metric, predicted, gold))[draws].mean(axis=1)
+    values = _resampled(metric, predicted, gold, _draws(len(gold), seed, task))
     low, high = np.percentile(values, [2.5, 97.5])
     return round(float(low), 4), round(float(high), 4)
+
+
+def paired_margin(metric: str, unified: Sequence[str], baseline: Sequence[str],
+                  gold: Sequence[str], threshold: float, seed: int, task: str) -> float:
+    """The lower end (2.5th percentile) of score - threshold x baseline, both resampled on the
+    same examples: the non-inferiority margin (>= 0 qualifies)."""
+    import numpy as np
+
+    if not gold:
+        return 0.0
+    draws = _draws(len(gold), seed, task)
+    diff = (_resampled(metric, unified, gold, draws)
+            - threshold * _resampled(metric, baseline, gold, draws))
+    return round(float(np.percentile(diff, 2.5)), 4)
 
 
 def majority(metric: str, train_outputs: Sequence[str], gold: Sequence[str]) -> float:

@@ -22,7 +22,7 @@ from multitask_operator.api.results import EvalResults, TaskResult
 from multitask_operator.workspace import Workspace, publish
 
 from . import metrics
-from .confidence import interval, majority
+from .confidence import interval, majority, paired_margin
 from .encoding import PromptEncoder
 from .errors import TrainerError
 from .modelio import load_stage
@@ -138,6 +138,18 @@ def _confidence(spec: MultiTaskModelSpec, ws: Workspace, task: str, metric: str,
     return out
 
 
+def _margin(spec: MultiTaskModelSpec, task: str, metric: str, threshold: float,
+            baseline: float, confidence: dict[str, Any], unified: Scored,
+            trained: Scored | None) -> float:
+    """The non-inferiority margin: the lower 95% bound of score - threshold x baseline, from
+    a bootstrap paired over the eval examples for a trained baseline, and from the score's
+    interval for a baseline given as a number."""
+    if trained is not None:
+        return paired_margin(metric, unified.predicted, trained.predicted, unified.gold,
+                             threshold, spec.training.seed, task)
+    return round(confidence["score_interval"][0] - threshold * baseline, 4)
+
+
 def _load(spec: MultiTaskModelSpec, ws: Workspace, stage: str, device: str):
     import torch
 
@@ -193,10 +205,22 @@ def evaluate(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, cpu: bool = Fa
         score = scores[task.name][metric] if task.name in scores else None
         qualified = bool(score is not None and baseline is not None
                          and score >= threshold * baseline)
+        confidence = _confidence(spec, ws, task.name, metric, scored.get(task.name),
+                                 baseline_runs.get(task.name) if source == "trained" else None)
+        margin = None
+        if spec.recipe.qualify_rule == "nonInferiority" and score is not None and (
+                baseline is not None):
+            margin = _margin(spec, task.name, metric, threshold, baseline, confidence,
+                             scored[task.name], baseline_runs.get(task.name)
+                             if source == "trained" else None)
+            qualified = margin >= 0
         if not planned.included:
             reason = planned.reason
         elif baseline is None:
             reason = "no baseline.score and no trained baseline to compare with"
+        elif not qualified and margin is not None:
+            reason = (f"the lower 95% bound of score - {threshold} x baseline is {margin:.4f}, "
+                      "below 0 (qualifyRule nonInferiority)")
         elif not qualified:
             reason = f"score {score:.4f} is below {threshold} x baseline {baseline:.4f}"
         else:
@@ -207,9 +231,7 @@ def evaluate(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, cpu: bool = Fa
             baseline_source=source,
             ratio=score / baseline if score is not None and baseline else None,
             qualified=qualified, examples=manifest[task.name]["eval"],
-            stage=stage_of.get(task.name), reason=reason,
-            **_confidence(spec, ws, task.name, metric, scored.get(task.name),
-                          baseline_runs.get(task.name) if source == "trained" else None),
+            stage=stage_of.get(task.name), reason=reason, margin=margin, **confidence,
         ))
     outcome = EvalResults(qualify_threshold=threshold, tasks=results)
     with publish(ws.eval_dir, {"qualified": outcome.qualified}) as scratch:

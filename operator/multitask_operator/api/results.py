@@ -173,6 +173,9 @@ class TaskResult(StatusModel):
     majority: float | None = Field(
         None, description="Classification: the score of always answering the most frequent "
         "training label.")
+    margin: float | None = Field(
+        None, description="qualifyRule nonInferiority: the lower 95% bound of score - "
+        "qualifyThreshold x baseline; the task qualifies when it is >= 0.")
     qualified: bool
     examples: int = Field(ge=0, description="Evaluation examples scored.")
     stage: str | None = Field(None, description="The stage whose model was evaluated.")

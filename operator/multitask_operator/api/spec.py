@@ -9,7 +9,7 @@ that both agree on the same examples.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -344,6 +344,13 @@ class Recipe(ApiModel):
         gt=0,
         le=1,
         description="A task qualifies when its score >= qualifyThreshold x baseline. Default 0.99.",
+    )
+    qualify_rule: Literal["point", "nonInferiority"] = Field(
+        "point",
+        description="point (default, the paper's): score >= qualifyThreshold x baseline. "
+        "nonInferiority: the lower end of the 95% bootstrap interval of score - "
+        "qualifyThreshold x baseline, paired over the eval examples when the baseline is "
+        "trained, is at least 0; noise then cannot qualify a task.",
     )
     train_baselines: bool = Field(
         False, description="Train single-task baselines for tasks without baseline.score."

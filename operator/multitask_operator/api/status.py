@@ -134,6 +134,9 @@ class TaskStatus(StatusModel):
     majority: float | None = Field(
         None, description="Classification: the score of always answering the most frequent "
         "training label.")
+    margin: float | None = Field(
+        None, description="recipe.qualifyRule nonInferiority: the lower 95% bound of score - "
+        "qualifyThreshold x baseline (>= 0 qualifies).")
     baseline_not_above_majority: bool | None = Field(
         None, description="True when the baseline does not beat the majority class: comparing "
         "the score with it then says nothing.")

@@ -44,8 +44,13 @@ def training_fields(spec: MultiTaskModelSpec, gate: bool = False) -> dict[str, A
         if k not in ("size", "keepRevisions")
     }
     recipe = dict(wire["recipe"])
+    rule = recipe.pop("qualifyRule", "point")  # absent before the rule existed: same hashes
     if not gate:
-        recipe.pop("qualifyThreshold", None)
+        threshold = recipe.pop("qualifyThreshold", None)
+        if rule == "nonInferiority":
+            # Decided by evaluate's paired bootstrap at this threshold (the operator cannot
+            # recompute it from scores): it belongs to what evaluate computes.
+            recipe["nonInferiorityThreshold"] = threshold
     return {"baseModel": wire["baseModel"], "tasks": tasks, "recipe": recipe,
             "training": training}
 
@@ -75,7 +80,8 @@ def current_revision(spec: MultiTaskModelSpec, status: dict[str, Any],
     retrain = annotations.get(RETRAIN_ANNOTATION)
     if retrain:
         extra["retrain"] = retrain
-    if not extra and status.get("revision") == training_revision(spec, gate=True):
+    if not extra and spec.recipe.qualify_rule == "point" and (
+            status.get("revision") == training_revision(spec, gate=True)):
         # Deployed by an operator that hashed the gate too, spec unchanged since: the same
         # revision, so that upgrading the operator retrains nothing.
         return str(status["revision"])

@@ -40,7 +40,17 @@ def evaluation(
         score = scores.get(task.name)
         baseline = task.baseline.score if task.baseline.score is not None else trained.get(
             task.name)
-        if score is not None and baseline is not None and score >= threshold * baseline:
+        if score is None or baseline is None:
+            continue
+        if spec.recipe.qualify_rule == "nonInferiority":
+            found = result.intervals.get(task.name) or {}
+            if task.baseline.score is not None and found.get("scoreInterval"):
+                margin = found["scoreInterval"][0] - threshold * baseline  # a number: redo
+            else:
+                margin = found.get("margin")  # paired: evaluate's, at this threshold
+            if margin is not None and margin >= 0:
+                qualified.append(task.name)
+        elif score >= threshold * baseline:
             qualified.append(task.name)
     return scores, qualified, trained
 
@@ -57,8 +67,8 @@ def _confidence(evaluate: StepSummary, task: str, baseline: float | None) -> dic
     """The evaluation's intervals and majority score of a task, and the flag for a baseline
     that does not beat the majority class."""
     found = evaluate.result(EvaluateResult).intervals.get(task) or {}
-    out: dict[str, Any] = {k: found[k] for k in ("scoreInterval", "baselineInterval", "majority")
-                           if k in found}
+    keys = ("scoreInterval", "baselineInterval", "majority", "margin")
+    out: dict[str, Any] = {k: found[k] for k in keys if k in found}
     if "majority" in out and baseline is not None and baseline <= out["majority"]:
         out["baselineNotAboveMajority"] = True
     return out
@@ -91,6 +101,10 @@ def task_rows(
                 row["score"] = round(scores[task.name], 4)
             row["qualified"] = task.name in qualified
             row.update(_confidence(evaluate, task.name, baseline))
+            if spec.recipe.qualify_rule == "nonInferiority" and task.baseline.score is not None \
+                    and row.get("scoreInterval"):  # against the spec's number, as decided
+                row["margin"] = round(row["scoreInterval"][0]
+                                      - spec.recipe.qualify_threshold * task.baseline.score, 4)
         row["servedBy"] = served_by(spec, task.name, cut_over, deployed, qualified)
         if blocked and task.name in blocked:
             row["cutoverBlocked"] = blocked[task.name]
