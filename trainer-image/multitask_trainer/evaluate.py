@@ -13,12 +13,13 @@ qualifies when score >= recipe.qualifyThreshold x baseline. Writes eval/results.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from multitask_operator.api import MultiTaskModelSpec, Plan
-from multitask_operator.api.results import EvalResults, TaskResult
+from multitask_operator.api.results import EvalResults, ProgressEvent, TaskResult
 from multitask_operator.workspace import Workspace, publish
 
 from . import metrics
@@ -29,6 +30,30 @@ from .modelio import load_stage
 from .prepare import load_manifest, read_split
 
 BATCH_ROWS = 32  # sequences per forward pass; eval sets are small next to training
+PROMPT_BATCH = 16  # prompts per shared pass in classification scoring
+PROGRESS_EVERY_S = 5.0  # at most one progress line this often (and one at the end)
+
+
+class Progress:
+    """Progress lines of the evaluate step (the training stages' format, stage `evaluate`), so
+    that `mtm run` and the operator's status show how far it is and when it ends."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY_S and self.done < self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        left = max(self.total - self.done, 0)
+        print(ProgressEvent(stage="evaluate", step=self.done, total_steps=self.total,
+                            percent=round(100.0 * min(self.done / max(self.total, 1), 1.0), 1),
+                            eta_seconds=round(left / rate, 1) if rate else None).to_line(),
+              flush=True)
 
 
 def _prompt(encoder: PromptEncoder, instruction: str, text: str, room: int) -> list[int]:
@@ -38,8 +63,95 @@ def _prompt(encoder: PromptEncoder, instruction: str, text: str, room: int) -> l
 
 
 def classify(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
-             labels: Sequence[str]) -> list[str]:
+             labels: Sequence[str], progress: Progress | None = None) -> list[str]:
     """The most likely label of each input, scoring only the task's labels."""
+    scores = label_scores(model, encoder, instruction, inputs, labels, progress)
+    return [labels[j] for j in scores.argmax(dim=1).tolist()]
+
+
+def label_scores(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
+                 labels: Sequence[str], progress: Progress | None = None) -> Any:
+    """log p(label | prompt), summed over the label's tokens and EOS, for every input and
+    label (a tensor inputs x labels): one pass over each
+    prompt, whose KV cache a batch of the labels' continuations reuses, and log-probabilities
+    only at the label tokens' positions (the LM head over the whole vocabulary is the costly
+    part at each position). The scores are those of `label_scores_rows`, the full-pass form
+    (tests/trainer/test_eval_speed.py checks the two agree)."""
+    import torch
+
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings()
+    if base is None or head is None:
+        return label_scores_rows(model, encoder, instruction, inputs, labels)
+    label_ids = encoder.targets(list(labels))
+    room = max(len(ids) for ids in label_ids)
+    device = next(model.parameters()).device
+    longest = max(len(t) for t in label_ids)
+    # Continuations: label token k (k >= 1) is predicted at continuation position k - 1.
+    pad = encoder.tokenizer.pad_token_id
+    continuation = torch.full((len(labels), max(longest - 1, 1)), pad, dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for j, t in enumerate(label_ids):
+        continuation[j, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
+        for k in range(1, len(t)):
+            rows.append(j)
+            cols.append(k - 1)
+            targets.append(t[k])
+    first = torch.tensor([t[0] for t in label_ids])
+    table = torch.empty((len(inputs), len(labels)))
+    n_labels, width_c = len(labels), continuation.shape[1]
+    prompts = [_prompt(encoder, instruction, text, room) for text in inputs]
+    # Prompts in batches, left-padded so that every prompt ends at the last column: RoPE
+    # attention depends on relative positions only, so the shift changes no score.
+    step = max(1, PROMPT_BATCH)
+    for start in range(0, len(prompts), step):
+        chunk = prompts[start : start + step]
+        b, width = len(chunk), max(len(p) for p in chunk)
+        ids = torch.full((b, width), pad, dtype=torch.long)
+        mask = torch.zeros((b, width), dtype=torch.long)
+        for r, prompt in enumerate(chunk):
+            ids[r, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[r, width - len(prompt):] = 1
+        with torch.no_grad():
+            out = base(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True)
+            last = head(out.last_hidden_state[:, -1]).float()
+            scores = torch.log_softmax(last, dim=-1)[:, first.to(device)].cpu()  # (b, labels)
+            if rows:
+                cache = getattr(out, "cache", None) or out.past_key_values
+                cache.batch_repeat_interleave(n_labels)  # row r * labels + j: prompt r, label j
+                full = torch.cat([mask.repeat_interleave(n_labels, dim=0),
+                                  torch.ones((b * n_labels, width_c), dtype=torch.long)], dim=1)
+                positions = torch.arange(width, width + width_c).expand(b * n_labels, -1)
+                hidden = base(input_ids=continuation.repeat(b, 1).to(device),
+                              attention_mask=full.to(device), position_ids=positions.to(device),
+                              use_cache=False, **{cache_argument(base): cache}).last_hidden_state
+                label_rows = torch.tensor(rows)
+                at_rows = (torch.arange(b).unsqueeze(1) * n_labels + label_rows).reshape(-1)
+                at_cols = torch.tensor(cols).repeat(b)
+                logprobs = torch.log_softmax(head(hidden[at_rows, at_cols]).float(), dim=-1)
+                gathered = logprobs[torch.arange(len(at_rows)),
+                                    torch.tensor(targets).repeat(b)].cpu().reshape(b, -1)
+                for r in range(b):
+                    scores[r] = scores[r].index_add(0, label_rows, gathered[r])
+        table[start : start + b] = scores
+        if progress is not None:
+            progress.advance(b)
+    return table
+
+
+def cache_argument(module: Any) -> str:
+    """The name under which a model's forward takes its KV cache (transformers renamed
+    `past_key_values` to `cache`)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(module.forward).parameters else (
+        "past_key_values")
+
+
+def label_scores_rows(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
+                      labels: Sequence[str]) -> Any:
+    """`label_scores` with each (input, label) pair a full forward pass and log-probabilities
+    at every position: the same numbers, the slow way (kept as the reference)."""
     import torch
 
     label_ids = encoder.targets(list(labels))
@@ -64,11 +176,11 @@ def classify(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[s
             # Token k of the label is predicted at position len(p) + k - 1.
             positions = torch.arange(len(p) - 1, len(p) + len(t) - 1)
             scores[i, j] = logprobs[r, positions, torch.tensor(t)].sum()
-    return [labels[j] for j in scores.argmax(dim=1).tolist()]
+    return scores
 
 
 def generate(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
-             max_new_tokens: int) -> list[str]:
+             max_new_tokens: int, progress: Progress | None = None) -> list[str]:
     """Greedy decoding of each input's answer, batched with left padding."""
     import torch
 
@@ -90,6 +202,8 @@ def generate(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[s
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
         for row in out[:, width:].tolist():
             answers.append(tok.decode(row, skip_special_tokens=True).strip())
+        if progress is not None:
+            progress.advance(len(chunk))
     return answers
 
 
@@ -103,7 +217,8 @@ class Scored:
 
 
 def score_task(model, encoder: PromptEncoder, spec: MultiTaskModelSpec, task: str,
-               labels: Sequence[str] | None, rows: list[dict[str, str]]) -> Scored:
+               labels: Sequence[str] | None, rows: list[dict[str, str]],
+               progress: Progress | None = None) -> Scored:
     definition = spec.task(task)
     inputs = [r["input"] for r in rows]
     gold = [r["output"] for r in rows]
@@ -111,12 +226,12 @@ def score_task(model, encoder: PromptEncoder, spec: MultiTaskModelSpec, task: st
         if not labels:
             raise TrainerError(f"task {task}: a classification task without labels in the "
                                "manifest; run prepare again")
-        predicted = classify(model, encoder, definition.instruction, inputs, labels)
+        predicted = classify(model, encoder, definition.instruction, inputs, labels, progress)
     else:
         # Room for the longest reference plus a margin, within the context window.
         longest = max(len(t) for t in encoder.targets(gold))
         room = min(longest + 8, encoder.max_length // 2)
-        predicted = generate(model, encoder, definition.instruction, inputs, room)
+        predicted = generate(model, encoder, definition.instruction, inputs, room, progress)
     return Scored(metrics.compute(str(definition.type), predicted, gold), predicted, gold)
 
 
@@ -179,7 +294,10 @@ def evaluate(spec: MultiTaskModelSpec, ws: Workspace, plan: Plan, cpu: bool = Fa
         tokenizer = AutoTokenizer.from_pretrained(ws.final_dir(stage))
         encoder = PromptEncoder(tokenizer, spec.training.max_seq_length)
         return {t: score_task(model, encoder, spec, t, manifest[t]["labels"],
-                              read_split(ws, t, "eval")) for t in tasks}
+                              read_split(ws, t, "eval"), progress) for t in tasks}
+
+    baselines = [s.tasks[0] for s in plan.stages if s.kind == "baseline"]
+    progress = Progress(sum(manifest[t]["eval"] for t in [*stage_of, *baselines]))
 
     scored: dict[str, Scored] = {}
     for stage_name in dict.fromkeys(stage_of.values()):
