@@ -10,7 +10,7 @@ TORCH_PIN ?= torch==2.13.0
 EXTRAS ?= operator,trainer,gateway,report,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install demo test test-fast crds tools lint clean trainer-image operator-image
+.PHONY: install demo demo-tiny test test-fast crds tools lint clean trainer-image operator-image
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,6 +27,9 @@ tools:
 
 demo: install
 	@bash scripts/demo.sh
+
+demo-tiny: install
+	@bash scripts/demo.sh --tiny
 
 MYPY := $(VENV)/bin/mypy -p multitask_operator -p multitask_gateway -p multitask_devserver \
 	-p multitask_trainer

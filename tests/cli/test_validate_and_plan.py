@@ -15,7 +15,7 @@ from multitask_operator.cli import cli
 
 from tests.conftest import EXAMPLES, MINIMAL_SPEC, REPO, manifest
 
-ALL_EXAMPLES = sorted(EXAMPLES.glob("*/model.yaml"))
+ALL_EXAMPLES = sorted([*EXAMPLES.glob("*/model.yaml"), EXAMPLES / "local" / "smollm2.yaml"])
 CLUSTER_COUNTS = [
     "--examples",
     "intent=48000",
