@@ -162,10 +162,53 @@ def run_micro_batches(model, accelerator, data: list[TaskTokens], task_ids: np.n
         with nullcontext() if fsdp or last else accelerator.no_sync(model):
             # use_cache=False: training needs no KV cache, and with one transformers does
             # not look for packed sequences in position_ids.
-            out = model(**batch, use_cache=False, num_items_in_batch=items)
-            accelerator.backward(out.loss * weight)
-        step_loss += out.loss.detach() * weight
+            loss = target_loss(model, batch, items)
+            accelerator.backward(loss * weight)
+        step_loss += loss.detach() * weight
     return step_loss
+
+
+def target_loss(model, batch: dict[str, Any], items: float):
+    """The summed cross-entropy of the target tokens divided by `items`: transformers' causal
+    LM loss, with the LM head applied only at the positions that predict a target token (a
+    boolean `logits_to_keep`). A classification target is one to three tokens of a ~100-token
+    example, and the head (vocabulary x hidden per position) is a large part of the model's
+    work: the rest of the positions skip it. Models or transformers versions without a mask
+    form of `logits_to_keep` get the full computation."""
+    import torch
+
+    if not KEEP_MASK_SUPPORTED or not _takes_keep(model):
+        return model(**batch, use_cache=False, num_items_in_batch=items).loss
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    labels = batch["labels"]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100  # position p predicts token p + 1
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
+    targets = labels[:, 1:][keep[:, :-1]]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), targets, reduction="sum") / items
+
+
+def _takes_keep(model) -> bool:
+    """Whether the model under the DDP/FSDP and PEFT wrappers has `logits_to_keep`."""
+    import inspect
+
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def _keep_mask_supported() -> bool:
+    """Whether transformers takes a boolean (batch, sequence) `logits_to_keep` (5.x does)."""
+    try:
+        from transformers.modeling_utils import slice_logits_to_keep
+    except ImportError:
+        return False
+    return "boolean" in (slice_logits_to_keep.__doc__ or "")
+
+
+KEEP_MASK_SUPPORTED = _keep_mask_supported()
 
 
 def decide_packing(accelerator, model) -> bool:
