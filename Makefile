@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 # torch first and pinned: a loose requirement would pull a multi-GB CUDA build (a CPU wheel is
 # what this pin resolves to on the machines we develop and test on).
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= operator,trainer,gateway,report,dev
+EXTRAS ?= operator,trainer,gateway,storage,report,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 .PHONY: install demo demo-tiny test test-fast crds tools lint clean trainer-image operator-image
