@@ -34,7 +34,7 @@ def pvc_path(value: str) -> Path:
     return Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT)) / value[len("pvc://"):]
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
@@ -59,11 +59,11 @@ def s3(url: str, what: str, credentials: str) -> Iterator[Any]:
         raise StoreError(f"{what}: {url}: no such object (check the bucket and the key)"
                          ) from None
     except PermissionError as err:
-        raise StoreError(f"{what}: {url}: access denied ({_first_line(err)}); the AWS_* "
+        raise StoreError(f"{what}: {url}: access denied ({first_line(err)}); the AWS_* "
                          f"credentials come from {credentials}") from None
     except Exception as err:  # botocore's NoCredentialsError, EndpointConnectionError, ...
         raise StoreError(f"{what}: cannot use {url}: {type(err).__name__}: "
-                         f"{_first_line(err)}") from None
+                         f"{first_line(err)}") from None
 
 
 def _files(folder: Path) -> list[Path]:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from multitask_operator.datafiles import parse_location
-from multitask_operator.objectstore import StoreError, pvc_path, s3
+from multitask_operator.objectstore import StoreError, first_line, pvc_path, s3
 
 from .errors import TrainerError
 
@@ -88,10 +88,6 @@ def s3_filesystem(url: str, what: str) -> Iterator[Any]:
         raise TrainerError(str(err)) from None
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-
-
 def parse_hf(value: str) -> tuple[str, str | None, str | None]:
     """(OWNER/NAME, revision or None, file or None) of hf://datasets/OWNER/NAME[@REV][/FILE]."""
     parts = value[len("hf://datasets/"):].strip("/").split("/", 2)
@@ -144,7 +140,7 @@ def hf_file(value: str, what: str, split: str) -> Path:
             raise TrainerError(f"{what}: {value}: dataset {repo} has no revision "
                                f"'{revision}'") from None
         except (HfHubHTTPError, OSError) as err:
-            raise TrainerError(f"{what}: cannot download {value}: {_first_line(err)}") from None
+            raise TrainerError(f"{what}: cannot download {value}: {first_line(err)}") from None
     if offline_miss is not None:
         raise TrainerError(f"{what}: {value}: {' or '.join(candidates)} of dataset {repo} is "
                            "not in the local Hub cache and the Hub cannot be reached (offline)")

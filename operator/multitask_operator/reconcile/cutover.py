@@ -19,13 +19,12 @@ their owners handed over).
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from ..render import gateway
 from ..render.meta import APP_NAME, selector_labels
 from .actions import Patch
-from .observed import RETIRED_ANNOTATION, BackendState, ServiceState
+from .observed import RETIRED_ANNOTATION, BackendState, ServiceState, elapsed
 
 CUTOVER_ANNOTATION = "multitask.ai/cutover"
 TAKEN_OVER_ANNOTATION = "multitask.ai/taken-over"
@@ -142,5 +141,4 @@ def held_seconds(record: dict[str, Any], now: str) -> float:
     since = record.get("since")
     if not since:
         return float("inf")
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return (datetime.strptime(now, fmt) - datetime.strptime(str(since), fmt)).total_seconds()
+    return elapsed(str(since), now)

@@ -18,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from ..api.results import PrepareResult, StepSummary
 from ..api.spec import MultiTaskModelSpec
 from ..datafiles import fingerprint_changes as changed
 from .actions import Action, Delete, Event
-from .observed import FAILED, SUCCEEDED, Observed
+from .observed import FAILED, SUCCEEDED, Observed, elapsed
 
 CHECK_ANNOTATION = "multitask.ai/check-data"
 STEP = "fingerprint"
@@ -48,11 +47,6 @@ def token_of(fingerprints: dict[str, dict[str, str]]) -> str:
 
 def check_name(model: str, trigger: str) -> str:
     return f"{model}-datacheck-{hashlib.sha256(trigger.encode()).hexdigest()[:8]}"
-
-
-def _seconds(since: str, now: str) -> float:
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return (datetime.strptime(now, fmt) - datetime.strptime(since, fmt)).total_seconds()
 
 
 def decide(obs: Observed, spec: MultiTaskModelSpec, prepared: StepSummary | None
@@ -100,7 +94,7 @@ def decide(obs: Observed, spec: MultiTaskModelSpec, prepared: StepSummary | None
     interval = spec.training.data_check_interval_seconds
     if trigger is None and interval:
         last = data.get("checkedAt")
-        waited = _seconds(last, obs.now) if last else float("inf")
+        waited = elapsed(last, obs.now) if last else float("inf")
         if waited >= interval:
             trigger = f"interval:{last}"
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -189,6 +190,12 @@ class Observed:
 
     def job(self, step: str, revision: str) -> JobState | None:
         return next((j for j in self.jobs if j.step == step and j.revision == revision), None)
+
+
+def elapsed(since: str, now: str) -> float:
+    """Seconds from `since` to `now`, both RFC 3339 UTC as the observer writes them."""
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (datetime.strptime(now, fmt) - datetime.strptime(since, fmt)).total_seconds()
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:

@@ -22,14 +22,13 @@ Deployment's rolling update).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from ..api.gateway_config import RolloutRoute
 from ..api.serving import Rollout
 from ..api.status import TaskRollout
 from .actions import Event
-from .observed import GatewayReport, StepCounts
+from .observed import GatewayReport, StepCounts, elapsed
 
 PENDING, SHADOW, CANARY, PROMOTED, ROLLED_BACK = (
     "Pending", "Shadow", "Canary", "Promoted", "RolledBack")
@@ -59,10 +58,7 @@ class TaskDecision:
 
 
 def seconds_since(since: str | None, now: str) -> float:
-    if not since:
-        return 0.0
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return (datetime.strptime(now, fmt) - datetime.strptime(since, fmt)).total_seconds()
+    return elapsed(since, now) if since else 0.0
 
 
 def step_id(revision: str, weight: int | None) -> str:

@@ -19,7 +19,7 @@ from .pod import (
     SPEC_KEY,
     SPEC_MOUNT,
     TRAINER_UID,
-    data_claims,
+    data_claim_volumes,
     restricted_pod,
     spec_configmap_name,
 )
@@ -36,10 +36,9 @@ def render_data_check(owner: Owner, spec: MultiTaskModelSpec, revision: str, job
         {"name": "spec", "configMap": {"name": spec_configmap_name(owner.name, revision)}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},  # the Hub client's cache
     ]
-    for i, claim in enumerate(data_claims(spec)):
-        mounts.append({"name": f"data-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
-        volumes.append({"name": f"data-{i}",
-                        "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+    data_mounts, data_volumes = data_claim_volumes(spec)
+    mounts += data_mounts
+    volumes += data_volumes
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": config.trainer_image,

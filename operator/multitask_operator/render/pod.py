@@ -118,6 +118,14 @@ def _volumes(name: str, spec: MultiTaskModelSpec,
         {"name": "spec", "configMap": {"name": spec_configmap_name(name, revision)}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
     ]
+    data_mounts, data_volumes = data_claim_volumes(spec)
+    return mounts + data_mounts, volumes + data_volumes
+
+
+def data_claim_volumes(spec: MultiTaskModelSpec) -> tuple[list[dict[str, Any]],
+                                                          list[dict[str, Any]]]:
+    """(mounts, volumes) of the pvc:// data claims, each read-only under /mnt/pvc."""
+    mounts, volumes = [], []
     for i, claim in enumerate(data_claims(spec)):
         mounts.append({"name": f"data-{i}", "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": True})
         volumes.append(
