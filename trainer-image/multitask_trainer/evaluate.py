@@ -72,10 +72,18 @@ def classify(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[s
 def label_scores(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
                  labels: Sequence[str], progress: Progress | None = None) -> Any:
     """log p(label | prompt), summed over the label's tokens and EOS, for every input and
-    label (a tensor inputs x labels): one pass over each
-    prompt, whose KV cache a batch of the labels' continuations reuses, and log-probabilities
-    only at the label tokens' positions (the LM head over the whole vocabulary is the costly
-    part at each position). The scores are those of `label_scores_rows`, the full-pass form
+    label (a tensor inputs x labels), computed with as little work as gives the same numbers:
+
+    - the prompts' common prefix (chat template, system prompt, instruction: a third of a
+      ~100-token prompt) is run once per batch and its KV cache shared by the batch's rows;
+    - each prompt's own tokens are run once, in batches of prompts of similar length (sorted,
+      so that little is padding), and that KV cache is reused by a batch of the labels'
+      continuations instead of a pass per (prompt, label);
+    - the LM head and log-softmax run only at the positions that predict a label token (the
+      head over the whole vocabulary is the costly part at each position).
+
+    Every token keeps the position it has in the unpadded prompt + label (explicit
+    position_ids), so the scores are those of `label_scores_rows`, the full-pass form
     (tests/trainer/test_eval_speed.py checks the two agree)."""
     import torch
 
@@ -86,10 +94,9 @@ def label_scores(model, encoder: PromptEncoder, instruction: str, inputs: Sequen
     label_ids = encoder.targets(list(labels))
     room = max(len(ids) for ids in label_ids)
     device = next(model.parameters()).device
-    longest = max(len(t) for t in label_ids)
     # Continuations: label token k (k >= 1) is predicted at continuation position k - 1.
     pad = encoder.tokenizer.pad_token_id
-    continuation = torch.full((len(labels), max(longest - 1, 1)), pad, dtype=torch.long)
+    continuation = torch.full((len(labels), max(room - 1, 1)), pad, dtype=torch.long)
     rows, cols, targets = [], [], []
     for j, t in enumerate(label_ids):
         continuation[j, : len(t) - 1] = torch.tensor(t[:-1], dtype=torch.long)
@@ -101,29 +108,43 @@ def label_scores(model, encoder: PromptEncoder, instruction: str, inputs: Sequen
     table = torch.empty((len(inputs), len(labels)))
     n_labels, width_c = len(labels), continuation.shape[1]
     prompts = [_prompt(encoder, instruction, text, room) for text in inputs]
-    # Prompts in batches, left-padded so that every prompt ends at the last column: RoPE
-    # attention depends on relative positions only, so the shift changes no score.
-    step = max(1, PROMPT_BATCH)
-    for start in range(0, len(prompts), step):
-        chunk = prompts[start : start + step]
-        b, width = len(chunk), max(len(p) for p in chunk)
+    shared = common_prefix(prompts)
+    prefix = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=device)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(order), max(1, PROMPT_BATCH)):
+        chunk = order[start : start + PROMPT_BATCH]
+        b = len(chunk)
+        lengths = torch.tensor([len(prompts[i]) for i in chunk])
+        width = int(lengths.max()) - shared
+        # The prompts' own tokens, left-padded so that every prompt ends at the last column.
         ids = torch.full((b, width), pad, dtype=torch.long)
-        mask = torch.zeros((b, width), dtype=torch.long)
-        for r, prompt in enumerate(chunk):
-            ids[r, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            mask[r, width - len(prompt):] = 1
+        mask = torch.zeros((b, shared + width), dtype=torch.long)
+        positions = torch.zeros((b, width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for r, i in enumerate(chunk):
+            own = prompts[i][shared:]
+            ids[r, width - len(own):] = torch.tensor(own, dtype=torch.long)
+            mask[r, shared + width - len(own):] = 1
+            positions[r, width - len(own):] = torch.arange(shared, shared + len(own))
         with torch.no_grad():
-            out = base(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=True)
+            cache = None
+            if shared:
+                cache = returned_cache(base(input_ids=prefix, use_cache=True))
+                cache.batch_repeat_interleave(b)
+            out = base(input_ids=ids.to(device), attention_mask=mask.to(device),
+                       position_ids=positions.to(device), use_cache=True,
+                       **({cache_argument(base): cache} if cache is not None else {}))
             last = head(out.last_hidden_state[:, -1]).float()
             scores = torch.log_softmax(last, dim=-1)[:, first.to(device)].cpu()  # (b, labels)
             if rows:
-                cache = getattr(out, "cache", None) or out.past_key_values
+                cache = returned_cache(out)
                 cache.batch_repeat_interleave(n_labels)  # row r * labels + j: prompt r, label j
                 full = torch.cat([mask.repeat_interleave(n_labels, dim=0),
                                   torch.ones((b * n_labels, width_c), dtype=torch.long)], dim=1)
-                positions = torch.arange(width, width + width_c).expand(b * n_labels, -1)
+                after = (lengths.unsqueeze(1) + torch.arange(width_c)).repeat_interleave(
+                    n_labels, dim=0)  # each label right after its own prompt
                 hidden = base(input_ids=continuation.repeat(b, 1).to(device),
-                              attention_mask=full.to(device), position_ids=positions.to(device),
+                              attention_mask=full.to(device), position_ids=after.to(device),
                               use_cache=False, **{cache_argument(base): cache}).last_hidden_state
                 label_rows = torch.tensor(rows)
                 at_rows = (torch.arange(b).unsqueeze(1) * n_labels + label_rows).reshape(-1)
@@ -133,10 +154,31 @@ def label_scores(model, encoder: PromptEncoder, instruction: str, inputs: Sequen
                                     torch.tensor(targets).repeat(b)].cpu().reshape(b, -1)
                 for r in range(b):
                     scores[r] = scores[r].index_add(0, label_rows, gathered[r])
-        table[start : start + b] = scores
+        table[torch.tensor(chunk)] = scores
         if progress is not None:
             progress.advance(b)
     return table
+
+
+def common_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every prompt shares, leaving each at least one of its own (the
+    position that predicts the label's first token)."""
+    if not prompts:
+        return 0
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    n = shortest - 1
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def returned_cache(output: Any) -> Any:
+    """The KV cache a forward returned, under either of its names."""
+    return getattr(output, "cache", None) or output.past_key_values
 
 
 def cache_argument(module: Any) -> str:
@@ -181,15 +223,18 @@ def label_scores_rows(model, encoder: PromptEncoder, instruction: str, inputs: S
 
 def generate(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[str],
              max_new_tokens: int, progress: Progress | None = None) -> list[str]:
-    """Greedy decoding of each input's answer, batched with left padding."""
+    """Greedy decoding of each input's answer, batched with left padding (prompts of similar
+    length together, so that little of a batch is padding)."""
     import torch
 
     tok = encoder.tokenizer
     device = next(model.parameters()).device
     prompts = [_prompt(encoder, instruction, text, max_new_tokens) for text in inputs]
-    answers = []
-    for start in range(0, len(prompts), BATCH_ROWS):
-        chunk = prompts[start : start + BATCH_ROWS]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers = [""] * len(prompts)
+    for start in range(0, len(order), BATCH_ROWS):
+        at = order[start : start + BATCH_ROWS]
+        chunk = [prompts[i] for i in at]
         width = max(len(p) for p in chunk)
         ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -200,8 +245,8 @@ def generate(model, encoder: PromptEncoder, instruction: str, inputs: Sequence[s
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                  max_new_tokens=max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        for row in out[:, width:].tolist():
-            answers.append(tok.decode(row, skip_special_tokens=True).strip())
+        for i, row in zip(at, out[:, width:].tolist(), strict=True):
+            answers[i] = tok.decode(row, skip_special_tokens=True).strip()
         if progress is not None:
             progress.advance(len(chunk))
     return answers
