@@ -98,6 +98,18 @@ def _line_problem(record: object, labels: set[str] | None) -> str | None:
     return None
 
 
+MAX_INT_DIGITS = 4300  # Python's default int-from-string limit
+
+
+def _bounded_int(text: str) -> int:
+    """An integer of a JSON line, refused past MAX_INT_DIGITS digits by this loader itself:
+    the interpreter's limit is process-wide and anything in the process may lift it."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {digits} digits (at most {MAX_INT_DIGITS} digits)")
+    return int(text)
+
+
 def read_examples(path: str | Path, task: Task | None = None) -> list[Example]:
     """All examples of a JSON Lines file; raises DataError naming FILE:LINE for bad lines.
 
@@ -122,12 +134,12 @@ def read_examples(path: str | Path, task: Task | None = None) -> list[Example]:
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line, parse_int=_bounded_int)
                 except json.JSONDecodeError as err:
                     problem = f"not valid JSON: {err.msg} at column {err.colno}"
                 except RecursionError:
                     problem = "not usable JSON: nested too deeply"
-                except ValueError as err:  # e.g. an integer of more than 4,300 digits
+                except ValueError as err:  # e.g. _bounded_int's
                     problem = f"not usable JSON: {str(err)[:120]}"
                 else:
                     problem = _line_problem(record, labels)

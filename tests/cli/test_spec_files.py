@@ -113,6 +113,25 @@ def test_a_huge_data_value_is_echoed_cut_short(tmp_path):
     one_line_each(output, tmp_path / "intent.jsonl")
 
 
+def test_a_long_number_is_refused_whatever_the_interpreters_limit(tmp_path):
+    """Python's int digit limit is process-wide and anything in the process may lift it: the
+    loader keeps its own."""
+    import sys
+
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # no limit
+    try:
+        intent = jsonl(("a", "refund")) + '{"input": "a", "output": ' + "7" * 5000 + "}\n"
+        path = write_model(tmp_path, local_spec(), {"intent.jsonl": intent,
+                                                    "summary.jsonl": jsonl(("a", "x"))})
+        code, output = validate(path)
+    finally:
+        sys.set_int_max_str_digits(previous)
+    assert code != 0
+    assert ("intent.jsonl:2: spec.tasks[0].data.train: not usable JSON: an integer of 5000 "
+            "digits (at most 4300 digits)") in output
+
+
 def test_fresh_deletes_only_a_workspace_mtm_created(tmp_path):
     path = write_model(tmp_path, local_spec(), {
         "intent.jsonl": jsonl(("a", "refund"), ("b", "other")),
