@@ -74,3 +74,13 @@ def test_batched_generation_answers_each_input_in_its_place(tiny_model_dir, one_
     monkeypatch.setattr("multitask_trainer.evaluate.BATCH_ROWS", 2)
     assert generate(model, encoder, "Reply.", inputs, 6) == alone
     assert len(set(alone)) > 1  # the inputs get different answers: a mix-up would show
+
+
+def test_no_inputs_no_scores(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    assert label_scores(model, PromptEncoder(tok, 64), "Which?", [], ["a", "b"]).shape == (0, 2)

@@ -109,7 +109,8 @@ def label_scores(model, encoder: PromptEncoder, instruction: str, inputs: Sequen
     n_labels, width_c = len(labels), continuation.shape[1]
     prompts = [_prompt(encoder, instruction, text, room) for text in inputs]
     shared = common_prefix(prompts)
-    prefix = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=device)
+    prefix = torch.tensor([prompts[0][:shared] if prompts else []], dtype=torch.long,
+                          device=device)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for start in range(0, len(order), max(1, PROMPT_BATCH)):
         chunk = order[start : start + PROMPT_BATCH]
