@@ -7,6 +7,7 @@ import pytest
 from multitask_operator.api.results import StepSummary
 from multitask_operator.api.spec import MultiTaskModelSpec
 from multitask_operator.reconcile.table import task_rows
+from multitask_trainer import confidence, metrics
 from multitask_trainer.confidence import interval, majority, per_example
 
 from tests.operator import factories as f
@@ -34,12 +35,33 @@ def test_macro_f1_and_generation_metrics_bracket_their_point_value():
     assert low <= 0.5667 <= high
     texts = ["the parcel arrives on monday", "a refund in five days"] * 20
     guesses = ["the parcel arrives monday", "no idea"] * 20
-    for metric in ("rouge_l", "chrf", "exact_match"):
+    for metric in ("rouge_l", "exact_match"):
         values = per_example(metric, guesses, texts)
         low, high = interval(metric, guesses, texts, 1, "t")
         assert low <= sum(values) / len(values) <= high
+    low, high = interval("chrf", guesses, texts, 1, "t")
+    assert low <= metrics.chrf(guesses, texts) <= high
     with pytest.raises(ValueError):
         per_example("macro_f1", guesses, texts)
+
+
+def test_the_chrf_interval_is_of_the_corpus_score_it_reports():
+    """Short answers, as a chat-reply task gives: the mean of sentence chrF (0.121 here) is far
+    from the corpus chrF that evaluate reports (0.074), and the former's interval ([0.082,
+    0.162]) leaves the score out."""
+    import random
+
+    rng = random.Random(4)
+    words = "yes no maybe i think so not really sure it is fine good bad ok".split()
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 3))) for _ in range(60)]
+    guesses = [" ".join(rng.choices(words, k=rng.randint(1, 3))) for _ in range(60)]
+    corpus = metrics.chrf(guesses, texts)
+    sentences = sum(per_example("chrf", guesses, texts)) / len(texts)
+    assert sentences - corpus > 0.04  # the case where the two differ
+    low, high = interval("chrf", guesses, texts, 0, "t")
+    assert low <= corpus <= high
+    values = confidence._resampled("chrf", guesses, texts, [list(range(60))])
+    assert abs(values[0] - corpus) < 1e-9  # the identity resample is the reported score
 
 
 def test_majority_answers_the_most_frequent_training_label():
