@@ -5,6 +5,7 @@ on SmolLM2 by benchmarks/eval_speed.py."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -84,3 +85,65 @@ def test_no_inputs_no_scores(tiny_model_dir):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     assert label_scores(model, PromptEncoder(tok, 64), "Which?", [], ["a", "b"]).shape == (0, 2)
+
+
+def _tiny(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():  # weights big enough that labels get clearly different scores
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0.0, 0.3)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, PromptEncoder(tok, 64)
+
+
+INPUTS = [f"{w} order number {i} {w}" for i, w in enumerate(
+    ["late", "refund", "great", "login", "broken", "box", "price", "call"] * 3)]
+LABELS = ["refund", "shipping", "account", "other"]
+
+
+def test_checked_scores_keep_the_full_precision_answers(tiny_model_dir, one_thread,
+                                                        monkeypatch):
+    """bf16 scores with every close call scored again in fp32: the fp32 answers. A huge margin
+    rescores everything (the fp32 scores exactly); no margin leaves bf16's own scores."""
+    from multitask_trainer import evaluate
+
+    model, encoder = _tiny(tiny_model_dir)
+    fast = copy.deepcopy(model).to(torch.bfloat16)
+    monkeypatch.setattr(evaluate, "CALIBRATION", 4)
+    exact = evaluate.label_scores(model, encoder, "Which?", INPUTS, LABELS)
+    checked = evaluate.checked_scores(model, fast, encoder, "Which?", INPUTS, LABELS)
+    assert checked.argmax(1).tolist() == exact.argmax(1).tolist()
+    assert evaluate.classify(model, encoder, "Which?", INPUTS, LABELS, fast=fast) == [
+        LABELS[j] for j in exact.argmax(1).tolist()]
+
+    monkeypatch.setattr(evaluate, "MIN_MARGIN", 1e9)
+    everything = evaluate.checked_scores(model, fast, encoder, "Which?", INPUTS, LABELS)
+    assert torch.allclose(everything, exact, atol=1e-6)
+    monkeypatch.setattr(evaluate, "MIN_MARGIN", 0.0)
+    monkeypatch.setattr(evaluate, "CHECK_FACTOR", 0.0)
+    unchecked = evaluate.checked_scores(model, fast, encoder, "Which?", INPUTS, LABELS)
+    assert torch.equal(unchecked[:4], exact[:4])  # the calibration inputs: fp32
+    assert (unchecked[4:] - exact[4:]).abs().max() > 1e-4  # the rest: bf16's own
+
+
+def test_a_bf16_copy_only_where_it_is_fast(tiny_model_dir, monkeypatch):
+    from multitask_trainer.evaluate import fast_copy
+
+    model, _ = _tiny(tiny_model_dir)
+    assert fast_copy(model, "cuda") is None  # a GPU evaluates in bf16 already
+    monkeypatch.setenv("MTM_EVAL_BF16", "0")
+    assert fast_copy(model, "cpu") is None
+    monkeypatch.delenv("MTM_EVAL_BF16")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert fast_copy(model, "cpu") is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    fast = fast_copy(model, "cpu")
+    assert next(fast.parameters()).dtype == torch.bfloat16
+    assert next(model.parameters()).dtype == torch.float32  # a copy: the model is untouched
