@@ -54,22 +54,28 @@ def test_the_common_prefix_leaves_every_prompt_a_token_of_its_own():
     assert common_prefix([[1, 2, 3]]) == 2 and common_prefix([]) == 0
 
 
-def test_batched_generation_answers_each_input_in_its_place(tiny_model_dir, one_thread,
-                                                             monkeypatch):
-    """Generation batches prompts sorted by length: every answer still lands at its input."""
-    from multitask_trainer.evaluate import generate
+def _tiny(tiny_model_dir, seed: int = 1):
+    """The tiny model with weights big enough that its answers depend on the input."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    torch.manual_seed(0)
-    with torch.no_grad():  # weights big enough that the answer depends on the input
+    torch.manual_seed(seed)
+    with torch.no_grad():
         for weight in model.parameters():
             if weight.dim() == 2:
                 weight.normal_(0.0, 0.3)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    encoder = PromptEncoder(tok, 64)
+    return model, PromptEncoder(tok, 64)
+
+
+def test_batched_generation_answers_each_input_in_its_place(tiny_model_dir, one_thread,
+                                                             monkeypatch):
+    """Generation batches prompts sorted by length: every answer still lands at its input."""
+    from multitask_trainer.evaluate import generate
+
+    model, encoder = _tiny(tiny_model_dir, seed=0)
     inputs = ["a much longer input than the others are", "hi", "short one", "mid length text"]
     alone = [generate(model, encoder, "Reply.", [text], 6)[0] for text in inputs]
     monkeypatch.setattr("multitask_trainer.evaluate.BATCH_ROWS", 2)
@@ -85,21 +91,6 @@ def test_no_inputs_no_scores(tiny_model_dir):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     assert label_scores(model, PromptEncoder(tok, 64), "Which?", [], ["a", "b"]).shape == (0, 2)
-
-
-def _tiny(tiny_model_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    torch.manual_seed(1)
-    with torch.no_grad():  # weights big enough that labels get clearly different scores
-        for weight in model.parameters():
-            if weight.dim() == 2:
-                weight.normal_(0.0, 0.3)
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return model, PromptEncoder(tok, 64)
 
 
 INPUTS = [f"{w} order number {i} {w}" for i, w in enumerate(
