@@ -69,10 +69,11 @@ def compare(model, fast, encoder, instruction: str, inputs: list[str], labels: l
 
 
 def row(first: str, before: float, now: float, checked: float | None, same: bool,
-        gap: float) -> str:
+        gap: float | None) -> str:
     fast = f"{checked:.1f} | {before / checked:.2f}x" if checked else "n/a | n/a"
+    difference = "" if gap is None else f"{gap:.1e}"
     return (f"| {first} | {before:.1f} | {now:.1f} | {before / now:.2f}x | {fast} | "
-            f"{'yes' if same else 'NO'} | {gap:.1e} |")
+            f"{'yes' if same else 'NO'} | {difference} |")
 
 
 def trained_rows(folder: Path, tasks: list[str]) -> tuple[list[str], str]:
@@ -108,8 +109,7 @@ def trained_rows(folder: Path, tasks: list[str]) -> tuple[list[str], str]:
         rows.append(row(f"{task} | {len(labels)} | {len(inputs)} | "
                         f"{sum(map(len, prompts)) / len(prompts):.0f}", before, now, checked,
                         same, gap))
-    rows.append(row("all | | |", total[0], total[1], total[2] or None, bool(total[3]), 0.0)
-                .removesuffix("0.0e+00 |") + " |")
+    rows.append(row("all | | |", total[0], total[1], total[2] or None, bool(total[3]), None))
     return rows, f"{stage} of `{folder}`"
 
 
